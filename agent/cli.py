@@ -1,0 +1,245 @@
+"""``insights-agent``: run the analyze-experiment workflow, the demo, or the web UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from insights.cli import quick_fail_defaults
+from insights.errors import InsightsError
+
+app = typer.Typer(name="insights-agent", no_args_is_help=True, rich_markup_mode="rich",
+                  pretty_exceptions_enable=False, add_completion=False,
+                  help="Investigate an MLflow experiment's traces and keep the findings in MLflow.")
+
+
+class Output(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_env_file(path: Optional[Path]) -> None:
+    """KEY=VALUE lines into the environment (values already set by the shell win)."""
+    if path is None:
+        return
+    if not path.is_file():
+        _fail(f"env file {path} not found")
+    from dotenv import dotenv_values
+
+    for key, value in dotenv_values(path).items():
+        if value is not None:
+            os.environ.setdefault(key, value)
+
+
+def checkpointer_path() -> Path:
+    from platformdirs import user_data_dir
+
+    folder = Path(user_data_dir("insights-agent"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "checkpoints.sqlite"
+
+
+def make_analyst(model: Optional[str], max_calls: int):
+    if not model:
+        from agent.offline import OfflineAnalyst
+
+        return OfflineAnalyst()
+    from agent.llm import load_model
+
+    try:
+        return load_model(model, max_calls)
+    except Exception as exc:  # provider package missing, bad name, no credentials
+        _fail(f"cannot load model {model!r}: {str(exc).splitlines()[0] if str(exc) else exc}")
+
+
+@app.command(epilog="[bold]Examples:[/bold]\n\n  insights-agent run --experiment-id 1\n\n"
+             "  insights-agent run --experiment-id 1 --yes --report report.md --output json\n\n"
+             "  insights-agent run --resume 3f2a9c... --model openai:gpt-4.1-mini")
+def run(
+    experiment_id: Optional[str] = typer.Option(None, "--experiment-id", envvar="MLFLOW_EXPERIMENT_ID"),
+    focus: Optional[str] = typer.Option(None, "--focus", help="What to look at (skips the question)."),
+    model: Optional[str] = typer.Option(None, "--model", help="provider:name chat model; offline if omitted."),
+    max_model_calls: int = typer.Option(30, "--max-model-calls", min=0),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Unattended: take every default answer."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Where to save the markdown report."),
+    log_assessments: Optional[bool] = typer.Option(None, "--log-assessments/--no-log-assessments"),
+    env_file: Optional[Path] = typer.Option(None, "--env-file", help="KEY=VALUE file, e.g. MLFLOW_TRACKING_URI."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue an analysis run from MLflow."),
+    output: Output = typer.Option(Output.table, "--output", "-o"),
+) -> None:
+    """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
+    load_env_file(env_file)
+    quick_fail_defaults()
+    console = Console(stderr=output == Output.json)
+    try:
+        summary = _run(console, experiment_id, focus, model, max_model_calls, yes, report,
+                       log_assessments, tracking_uri, resume)
+    except InsightsError as exc:
+        _fail(str(exc).splitlines()[0], exc.exit_code)
+    except ValueError as exc:
+        _fail(str(exc).splitlines()[0])
+    except KeyboardInterrupt:
+        _fail("interrupted; continue later with insights-agent run --resume RUN_ID", 130)
+    _print_summary(console, summary, output)
+
+
+def _run(console, experiment_id, focus, model, max_calls, yes, report, log_assessments,
+         tracking_uri, resume) -> dict[str, Any]:
+    from insights import InsightsClient
+    from workflows.analyze_experiment import WorkflowContext
+
+    client = InsightsClient(tracking_uri)
+    if not experiment_id and not resume:
+        experiment_id = _choose_experiment(client, console, yes)
+    answers: dict[str, Any] = {}
+    if focus:
+        answers["choose_focus"] = {"focus": focus}
+    if report:
+        answers["report_path"] = {"path": str(report)}
+    if log_assessments is not None:
+        answers["log_assessments"] = {"log": log_assessments}
+    analyst = make_analyst(model, max_calls)
+    ctx = WorkflowContext(client=client, analyst=analyst, auto_answer=yes, answers=answers,
+                          report_dir=os.getcwd())
+    state = _drive(console, client, ctx, experiment_id, resume, yes)
+    return _summary(client, state, analyst)
+
+
+def _drive(console, client, ctx, experiment_id, resume, yes) -> dict[str, Any]:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agent.terminal import TerminalPrompts, drive
+    from workflows.analyze_experiment import build_graph
+
+    first: Any = {"experiment_id": experiment_id} if experiment_id else {}
+    thread_id = uuid.uuid4().hex
+    if resume:
+        analysis = client.get_analysis(resume)
+        first = {"run_id": analysis.run_id, "experiment_id": analysis.experiment_id}
+        thread_id = (analysis.metadata or {}).get("thread_id") or thread_id
+    from langgraph.types import Command
+
+    ask = (lambda payload: payload.get("default", {})) if yes else TerminalPrompts(console)
+    with SqliteSaver.from_conn_string(str(checkpointer_path())) as saver:
+        graph = build_graph(checkpointer=saver)
+        config = {"configurable": {"thread_id": thread_id}}
+        pending = graph.get_state(config).interrupts if resume else ()
+        if pending:
+            console.print(f"[dim]continuing the paused session {thread_id}[/dim]")
+            first = Command(resume=ask(pending[0].value))
+        elif resume:
+            config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+        return drive(graph, config, ctx, first, console, ask)
+
+
+def _choose_experiment(client, console, yes: bool) -> str:
+    from mlflow.entities import ViewType
+
+    experiments = client.mlflow_client.search_experiments(view_type=ViewType.ACTIVE_ONLY,
+                                                          max_results=50)
+    if yes or not sys.stdin.isatty():
+        _fail("--experiment-id is required (or set MLFLOW_EXPERIMENT_ID)")
+    table = Table(title="Experiments")
+    table.add_column("id")
+    table.add_column("name")
+    for e in experiments:
+        table.add_row(e.experiment_id, e.name)
+    console.print(table)
+    from rich.prompt import Prompt
+
+    return Prompt.ask("Experiment id to analyze", console=console)
+
+
+def _summary(client, state: dict[str, Any], analyst) -> dict[str, Any]:
+    run_id = state.get("run_id")
+    experiment_id = state.get("experiment_id")
+    issues = [i for i in client.list_issues(experiment_id) if i.source_run_id == run_id]
+    hypotheses = client.list_hypotheses(run_id) if run_id else []
+    return {
+        "run_id": run_id, "experiment_id": experiment_id, "phase": state.get("phase"),
+        "report_path": state.get("report_path"),
+        "issues": [{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
+                    "status": i.status.value, "trace_count": len(i.trace_ids)} for i in issues],
+        "hypotheses": [{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
+                        "status": h.status.value, "supports": h.supports_count,
+                        "refutes": h.refutes_count} for h in hypotheses],
+        "usage": analyst.usage(),
+    }
+
+
+def _print_summary(console: Console, summary: dict[str, Any], output: Output) -> None:
+    if output == Output.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    table = Table(title=f"Issues from analysis {summary['run_id']}")
+    for col in ("severity", "title", "status", "traces"):
+        table.add_column(col)
+    for i in summary["issues"]:
+        table.add_row(i["severity"], i["title"], i["status"], str(i["trace_count"]))
+    console.print(table)
+    verdicts = {}
+    for h in summary["hypotheses"]:
+        verdicts[h["status"]] = verdicts.get(h["status"], 0) + 1
+    console.print(f"Hypotheses: {verdicts}; report: {summary['report_path']}")
+    usage = summary["usage"]
+    if usage.get("max_model_calls") is not None:
+        console.print(f"Model usage: {usage['model_calls']} calls, {usage['tokens']} tokens")
+
+
+@app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent demo --dir ./insights-demo --traces 600")
+def demo(
+    directory: Path = typer.Option(Path("insights-demo"), "--dir", help="Where the demo store goes."),
+    traces: int = typer.Option(600, "--traces", min=50, help="How many demo traces to generate."),
+    seed: int = typer.Option(7, "--seed"),
+    output: Output = typer.Option(Output.table, "--output", "-o"),
+) -> None:
+    """Build a local SQLite store from the traced demo app and analyze it unattended."""
+    quick_fail_defaults()
+    console = Console(stderr=output == Output.json)
+    from agent.demo import run_demo
+
+    try:
+        summary = run_demo(directory, traces, seed, console)
+    except InsightsError as exc:
+        _fail(str(exc).splitlines()[0], exc.exit_code)
+    _print_summary(console, summary, output)
+    if output == Output.table:
+        console.print(f"Browse it: mlflow ui --backend-store-uri {summary['tracking_uri']}")
+
+
+@app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent serve --tracking-uri sqlite:///mlflow.db --port 5050")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(5050, "--port", min=1, max=65535),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI"),
+    mlflow_ui_url: Optional[str] = typer.Option(None, "--mlflow-ui-url",
+                                                help="Base URL of the MLflow UI for trace links."),
+) -> None:
+    """Serve the Insights REST API and web UI (Issues and Runs pages) at /insights/."""
+    from insights.server import serve as serve_app
+
+    typer.echo(f"Insights UI: http://{host}:{port}/insights/", err=True)
+    serve_app(host=host, port=port, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""The playbook's report (step 2.7): markdown, every statistic computed by a query, with a
+latency distribution and an errors-over-time chart as PNG. Saved where the person chose and
+logged to the analysis run under ``report/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agent.plans import Plan
+
+_FAILURE_BUCKETS = [("fast fails (< 1 s)", 0, 1_000), ("1-10 s", 1_000, 10_000),
+                    ("10-30 s", 10_000, 30_000), ("timeouts (>= 30 s)", 30_000, None)]
+
+
+def write_report(client, experiment_id: str, run_id: str, path: str,
+                 usage: dict[str, int] | None = None) -> str:
+    """Build the report from what MLflow holds, write it and its charts, log them to the run."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    facts = _facts(client, experiment_id, run_id)
+    charts = _charts(client, experiment_id, facts, out)
+    out.write_text(render(facts, charts, usage or {}))
+    client.mlflow_client.log_artifact(run_id, str(out), "report")
+    for chart in charts.values():
+        client.mlflow_client.log_artifact(run_id, chart, "report")
+    return str(out)
+
+
+def _facts(client, experiment_id: str, run_id: str) -> dict[str, Any]:
+    sql = lambda q: client.execute_sql(experiment_id, q)  # noqa: E731
+    analysis = client.get_analysis(run_id)
+    hypotheses = client.list_hypotheses(run_id)
+    issues = [i for i in client.list_issues(experiment_id) if i.source_run_id == run_id]
+    row = sql("SELECT count(*), sum(CASE WHEN state = 'OK' THEN 1 ELSE 0 END), "
+              "avg(CASE WHEN state = 'OK' THEN execution_time_ms END), "
+              "percentile_approx(CASE WHEN state = 'OK' THEN execution_time_ms END, 0.5), "
+              "percentile_approx(CASE WHEN state = 'OK' THEN execution_time_ms END, 0.95) "
+              "FROM traces").rows[0]
+    buckets = []
+    for label, lo, hi in _FAILURE_BUCKETS:
+        cond = f"execution_time_ms >= {lo}" + (f" AND execution_time_ms < {hi}" if hi else "")
+        buckets.append((label, sql(f"SELECT count(*) FROM traces WHERE state = 'ERROR' AND {cond}").rows[0][0]))
+    linked = client.linked_trace_ids(run_id, max_results=10_000)
+    examples = _examples(client, experiment_id, issues)
+    census = _census(client, run_id)
+    return {"analysis": analysis, "hypotheses": hypotheses, "issues": issues, "total": row[0] or 0,
+            "ok": row[1] or 0, "ok_avg": row[2], "ok_p50": row[3], "ok_p95": row[4],
+            "failure_buckets": buckets, "linked": len(linked), "examples": examples,
+            "census": census, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}
+
+
+def _census(client, run_id: str) -> dict[str, Any]:
+    from insights.errors import NotFoundError
+
+    try:
+        return client.get_baseline_census(run_id)
+    except NotFoundError:
+        return {}
+
+
+def _examples(client, experiment_id: str, issues) -> dict[str, list[dict[str, Any]]]:
+    """Input/output excerpts of the first two evidence traces of each issue (one query)."""
+    wanted = {i.issue_id: i.trace_ids[:2] for i in issues}
+    ids = sorted({t for ts in wanted.values() for t in ts})
+    if not ids:
+        return {}
+    quoted = ", ".join("'" + t.replace("'", "''") + "'" for t in ids)
+    rows = client.execute_sql(experiment_id, "SELECT trace_id, request, response FROM traces "
+                              f"WHERE trace_id IN ({quoted})").rows
+    by_id = {r[0]: {"trace_id": r[0], "request": _clip(r[1]), "response": _clip(r[2])} for r in rows}
+    return {iid: [by_id[t] for t in ts if t in by_id] for iid, ts in wanted.items()}
+
+
+def _charts(client, experiment_id: str, facts: dict[str, Any], out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stem = out.with_suffix("")
+    charts = {}
+    latencies = [r[0] / 1000 for r in client.execute_sql(
+        experiment_id, "SELECT execution_time_ms FROM traces WHERE execution_time_ms IS NOT NULL").rows]
+    if latencies:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        ax.hist(latencies, bins=40, color="#3b6ea8")
+        ax.set_xlabel("latency (s)")
+        ax.set_ylabel("traces")
+        ax.set_title("Latency distribution")
+        charts["latency"] = f"{stem}-latency.png"
+        fig.tight_layout()
+        fig.savefig(charts["latency"], dpi=110)
+        plt.close(fig)
+    timeline = (facts.get("census") or {}).get("time_buckets") or {}
+    buckets = timeline.get("buckets") or []
+    if buckets:
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        import datetime as dt
+
+        xs = [dt.datetime.fromtimestamp(b["start_ms"] / 1000, dt.timezone.utc) for b in buckets]
+        width = (xs[1] - xs[0]) * 0.9 if len(xs) > 1 else dt.timedelta(hours=0.9)
+        ax.bar(xs, [b.get("traces", 0) for b in buckets], width=width, color="#c9d6e8", label="traces")
+        ax.bar(xs, [b.get("errors", 0) for b in buckets], width=width, color="#c0392b", label="errors")
+        ax.set_xlabel(f"time (UTC, per {timeline.get('granularity', 'bucket')})")
+        fig.autofmt_xdate()
+        ax.set_title("Traces and errors over time")
+        ax.legend()
+        charts["errors"] = f"{stem}-errors-over-time.png"
+        fig.tight_layout()
+        fig.savefig(charts["errors"], dpi=110)
+        plt.close(fig)
+    return charts
+
+
+def render(f: dict[str, Any], charts: dict[str, str], usage: dict[str, int]) -> str:
+    a, hyps, issues = f["analysis"], f["hypotheses"], f["issues"]
+    tested = [h for h in hyps if h.status.value != "TESTING"]
+    validated = [h for h in hyps if h.status.value == "VALIDATED"]
+    rejected = [h for h in hyps if h.status.value == "REJECTED"]
+    by_id = {h.hypothesis_id: h for h in hyps}
+    total, ok = f["total"], f["ok"]
+    ui = f"{f['tracking_uri']}#/experiments/{f['experiment_id']}/runs/{a.run_id}"
+    lines = [
+        f"# {a.name}", "",
+        "## Analysis run", "",
+        f"- Run: `{a.run_id}` ({a.run_name}); MLflow UI: {ui}",
+        f"- Hypotheses: {len(hyps)} created, {len(tested)} tested "
+        f"({len(validated)} validated, {len(rejected)} rejected)",
+        f"- Issues: {len(issues)} identified "
+        f"({sum(1 for i in issues if (i.metadata or {}).get('review') == 'accepted')} accepted, "
+        f"{sum(1 for i in issues if i.status.value == 'REJECTED')} rejected)",
+        f"- Description: {a.description}",
+    ]
+    if usage.get("model_calls"):
+        lines.append(f"- Model usage: {usage['model_calls']} calls, {usage.get('tokens', 0)} tokens")
+    lines += ["", "## Summary statistics", "",
+              f"- Traces in the experiment: {total}; traces examined and linked to the run: {f['linked']}",
+              f"- Success rate: {ok / max(total, 1):.1%} OK, {(total - ok) / max(total, 1):.1%} ERROR",
+              f"- Latency of successful traces: average {_s(f['ok_avg'])}, median {_s(f['ok_p50'])}, "
+              f"p95 {_s(f['ok_p95'])}",
+              "- Errors by duration: " + ", ".join(f"{label}: {n}" for label, n in f["failure_buckets"]),
+              ""]
+    for key, title in (("latency", "Latency distribution"), ("errors", "Errors over time")):
+        if key in charts:
+            lines += [f"![{title}]({os.path.basename(charts[key])})", ""]
+    quality = [i for i in issues if _is_quality(i, by_id)]
+    operational = [i for i in issues if i not in quality]
+    lines += _issue_section("Operational issues", operational, by_id, f["examples"])
+    lines += _issue_section("Quality issues", quality, by_id, f["examples"])
+    lines += ["## Refuted hypotheses", ""]
+    lines += [f"- {h.statement}: {(h.metadata or {}).get('verdict_reason') or (h.metadata or {}).get('abandoned_by', 'rejected')}"
+              for h in rejected] or ["- none"]
+    lines += ["", "## Strengths", ""] + _strengths(f) + ["", "## Recommendations", ""]
+    lines += [f"- {_recommendation(i)}" for i in issues if i.status.value != "REJECTED"] or ["- none"]
+    lines += ["", "## Next steps", "", "```bash",
+              f"mlflow-insights preview-issues --experiment-id {f['experiment_id']} --max-traces 1000",
+              f"mlflow-insights list-hypotheses --run-id {a.run_id}", "```", ""]
+    return "\n".join(lines)
+
+
+def _issue_section(title: str, issues, by_id, examples) -> list[str]:
+    lines = [f"## {title}", ""]
+    if not issues:
+        return lines + ["- none", ""]
+    for i in issues:
+        h = by_id.get(i.hypothesis_id or "")
+        lines += [f"### [{i.severity.value}] {i.title}", "",
+                  f"- Status: {i.status.value}; review: {(i.metadata or {}).get('review', 'pending')}",
+                  f"- Validated hypothesis: {h.statement if h else 'n/a (census fact)'}",
+                  f"- Supporting traces: {len(i.trace_ids)}",
+                  f"- Root cause and numbers: {i.description}"]
+        if h and h.metrics.get("cohort"):
+            c, k = h.metrics["cohort"], h.metrics["control"]
+            lines.append(f"- Quantitative evidence: {c['events']}/{c['n']} vs {k['events']}/{k['n']}, "
+                         f"p={h.metrics.get('p_value', 1):.2g}, 95% CI of the difference "
+                         f"{_ci(h.metrics.get('ci95'))}")
+        for ex in examples.get(i.issue_id, []):
+            lines.append(f"- Example `{ex['trace_id']}`: input {ex['request']!r} -> output {ex['response']!r}")
+        lines += [f"- Trace IDs stored: {', '.join(i.trace_ids)}", ""]
+    return lines
+
+
+def _strengths(f) -> list[str]:
+    spans = (f.get("census") or {}).get("spans") or []
+    clean = [s["name"] for s in spans if s.get("span_type") == "TOOL" and not s.get("error_count")]
+    out = []
+    if clean:
+        out.append(f"- Tools with no failures: {', '.join(clean)}")
+    ok_rate = f["ok"] / max(f["total"], 1)
+    if ok_rate >= 0.95:
+        out.append(f"- {ok_rate:.1%} of traces succeed")
+    return out or ["- none stood out"]
+
+
+def _recommendation(issue) -> str:
+    text = issue.title.lower()
+    if "fail" in text or "error" in text:
+        advice = "add retries with backoff and a fallback for the failing step, and alert on its error rate"
+    elif "slow" in text or "latency" in text or "take" in text:
+        advice = "set a timeout and trim or chunk long inputs before the slow step"
+    elif "empty" in text:
+        advice = "guard against empty answers and add a regression test for these requests"
+    else:
+        advice = "review the evidence traces and add an evaluation that tracks it"
+    return f"{issue.title}: {advice}."
+
+
+def _is_quality(issue, by_id) -> bool:
+    h = by_id.get(issue.hypothesis_id or "")
+    if h is None:
+        return False
+    if (h.metadata or {}).get("kind") == "quality":
+        return True
+    raw = (h.metadata or {}).get("plan")
+    return bool(raw) and ("assessments" in Plan.model_validate(raw).outcome or
+                          "response" in Plan.model_validate(raw).outcome)
+
+
+def _s(ms) -> str:
+    return "n/a" if ms is None else f"{ms / 1000:.2f} s"
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:+.1%}, {ci[1]:+.1%}]" if ci else "n/a"
+
+
+def _clip(text, limit: int = 160) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,131 @@
+"""Driving the workflow from a terminal: stream progress, answer interrupts at prompts.
+
+The graph is streamed with the ``custom`` mode (progress written by nodes) and ``updates``;
+when it stops at an interrupt, the person answers at a prompt and the graph resumes with
+``Command(resume=answer)``. At any prompt, ``+ statement`` adds a hypothesis and
+``- ID`` (or a number from the last hypotheses table) abandons one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from langgraph.types import Command
+from rich.console import Console
+from rich.panel import Panel
+from rich.prompt import Confirm, Prompt
+from rich.table import Table
+
+Ask = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def drive(graph, config: dict, context, first_input: Any, console: Console, ask: Ask) -> dict[str, Any]:
+    """Run to the end, asking ``ask(payload)`` at each interrupt; return the final state."""
+    payload = first_input
+    while True:
+        for mode, chunk in graph.stream(payload, config, context=context,
+                                        stream_mode=["custom", "updates"]):
+            if mode == "custom" and isinstance(chunk, dict):
+                show_progress(console, chunk)
+        snapshot = graph.get_state(config)
+        if not snapshot.interrupts:
+            return dict(snapshot.values)
+        payload = Command(resume=ask(snapshot.interrupts[0].value))
+
+
+def show_progress(console: Console, event: dict[str, Any]) -> None:
+    message = str(event.get("message", ""))
+    verdict = event.get("verdict")
+    style = {"VALIDATED": "bold green", "REJECTED": "bold red"}.get(verdict, "")
+    if message.startswith("testing hypothesis"):
+        console.rule(message[:100])
+    elif message.startswith("testing plan"):
+        console.print(Panel(message.split("\n", 1)[-1], title="testing plan", expand=False))
+    else:
+        from rich.text import Text
+
+        console.print(Text.assemble(("• ", "dim"), (message, style)), highlight=False)
+
+
+class TerminalPrompts:
+    """Answers interrupt payloads by asking the person; ``kind`` selects the question."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.last_hypotheses: list[str] = []
+
+    def __call__(self, payload: dict[str, Any]) -> dict[str, Any]:
+        kind = payload.get("kind")
+        handler = getattr(self, f"_{kind}", None)
+        if handler is None:
+            return payload.get("default", {})
+        return handler(payload)
+
+    def _edits(self, text: str) -> dict[str, Any] | None:
+        """'+ statement' adds a hypothesis; '- id-or-number' abandons one."""
+        text = text.strip()
+        if text.startswith("+") and text[1:].strip():
+            return {"add_hypotheses": [{"statement": text[1:].strip()}]}
+        if text.startswith("-") and text[1:].strip():
+            ref = text[1:].strip()
+            if ref.isdigit() and 0 < int(ref) <= len(self.last_hypotheses):
+                ref = self.last_hypotheses[int(ref) - 1]
+            return {"abandon": [ref]}
+        return None
+
+    def _prompt(self, question: str, default: str = "") -> tuple[str, dict[str, Any]]:
+        """Ask; edits typed at the prompt are collected and the question asked again."""
+        edits: dict[str, Any] = {}
+        while True:
+            text = Prompt.ask(question, default=default, console=self.console)
+            found = self._edits(text)
+            if found is None:
+                return text, edits
+            for key, values in found.items():
+                edits.setdefault(key, []).extend(values)
+            self.console.print("[dim]noted; it is written to MLflow when you answer[/dim]")
+
+    def _confirm_description(self, payload):
+        self.console.print(Panel(payload["description"], title="What the agent seems to do"))
+        text, edits = self._prompt("Press Enter to confirm, or type a corrected description")
+        return {"description": text or payload["description"], **edits}
+
+    def _choose_focus(self, payload):
+        options = payload["options"]
+        for n, option in enumerate(options, 1):
+            self.console.print(f"  {n}. {option}")
+        text, edits = self._prompt("Focus (number or your own words)", "1")
+        focus = options[int(text) - 1] if text.isdigit() and 0 < int(text) <= len(options) else text
+        return {"focus": focus, **edits}
+
+    def _review_hypotheses(self, payload):
+        items = payload["hypotheses"]
+        self.last_hypotheses = [h["hypothesis_id"] for h in items]
+        table = Table(title="Proposed hypotheses")
+        for col in ("#", "statement", "rationale"):
+            table.add_column(col, overflow="fold")
+        for n, h in enumerate(items, 1):
+            table.add_row(str(n), h["statement"], h.get("rationale") or "")
+        self.console.print(table)
+        text, edits = self._prompt("Numbers to reject (comma-separated), Enter to test all")
+        reject = [self.last_hypotheses[int(x) - 1] for x in text.replace(" ", "").split(",")
+                  if x.isdigit() and 0 < int(x) <= len(items)]
+        edits.setdefault("abandon", []).extend(reject)
+        return {"approve": True, **edits}
+
+    def _review_issues(self, payload):
+        decisions = {}
+        for issue in payload["issues"]:
+            examples = "\n".join(f"  {e['trace_id']}: {e['rationale']}" for e in issue["examples"])
+            self.console.print(Panel(f"{issue['description']}\n\nTraces: {issue['trace_count']}\n"
+                                     f"{examples}", title=f"[{issue['severity']}] {issue['title']}"))
+            keep = Confirm.ask("Accept this issue?", default=True, console=self.console)
+            decisions[issue["issue_id"]] = "accept" if keep else "reject"
+        return {"decisions": decisions}
+
+    def _log_assessments(self, payload):
+        return {"log": Confirm.ask(payload["question"], default=False, console=self.console)}
+
+    def _report_path(self, payload):
+        text, edits = self._prompt(payload["question"], payload["default"]["path"])
+        return {"path": text, **edits}

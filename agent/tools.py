@@ -1,0 +1,135 @@
+"""LangChain tools over InsightsClient: read-only trace tools and the Insights write tools.
+
+``insights_tools`` is what you hand to your own tool-calling agent. ``testing_tools`` is the
+narrower set the chat-model analyst gets while testing one hypothesis. Tool results that carry
+trace text are quoted as data (see ``agent.prompts.quoted``).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from langchain_core.tools import BaseTool, StructuredTool
+
+from agent.prompts import quoted
+from insights.errors import InsightsError
+
+MAX_ROWS = 50
+
+
+def _safe(fn):
+    """Tool errors go back to the model as text instead of ending the run."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except InsightsError as exc:
+            return f"ERROR: {exc}"
+
+    return run
+
+
+def sql_tool(client, experiment_id: str) -> BaseTool:
+    @_safe
+    def execute_sql(sql: str) -> str:
+        """Run a read-only Spark SQL SELECT over the `traces` table (one row per trace)."""
+        result = client.execute_sql(experiment_id, sql)
+        rows = result.rows[:MAX_ROWS]
+        return quoted({"columns": result.columns, "rows": rows, "total_rows": len(result.rows)})
+
+    return StructuredTool.from_function(execute_sql)
+
+
+def trace_tool(client, experiment_id: str, link_run: str | None = None) -> BaseTool:
+    @_safe
+    def get_traces(trace_ids: list[str]) -> str:
+        """Summaries (status, latency, request, response, failed spans) of up to 10 traces."""
+        ids = ", ".join("'" + t.replace("'", "''") + "'" for t in trace_ids[:10])
+        if not ids:
+            return "no trace ids given"
+        result = client.execute_sql(
+            experiment_id,
+            "SELECT trace_id, state, execution_time_ms, request, response, "
+            "transform(filter(spans, s -> s.status_code = 'ERROR'), s -> s.name) AS failed_spans "
+            f"FROM traces WHERE trace_id IN ({ids})")
+        if link_run:
+            client.link_traces(link_run, [r[0] for r in result.rows])
+        return quoted([dict(zip(result.columns, r)) for r in result.rows])
+
+    return StructuredTool.from_function(get_traces)
+
+
+def insights_tools(client, experiment_id: str) -> list[BaseTool]:
+    """Read and write tools for a tool-calling agent working on one experiment."""
+
+    @_safe
+    def list_issues() -> str:
+        """The experiment's issues, most traces first."""
+        return json.dumps([{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
+                            "status": i.status.value, "trace_count": len(i.trace_ids)}
+                           for i in client.list_issues(experiment_id)])
+
+    @_safe
+    def list_hypotheses(run_id: str) -> str:
+        """The hypotheses of an analysis run with status and evidence counts."""
+        return json.dumps([{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
+                            "status": h.status.value, "supports": h.supports_count,
+                            "refutes": h.refutes_count} for h in client.list_hypotheses(run_id)])
+
+    @_safe
+    def create_hypothesis(run_id: str, statement: str, testing_plan: str, rationale: str = "") -> str:
+        """Record a new hypothesis (status TESTING) in an analysis run."""
+        return client.create_hypothesis(run_id, statement, testing_plan, rationale=rationale or None)
+
+    @_safe
+    def add_evidence(run_id: str, hypothesis_id: str, trace_id: str, rationale: str,
+                     supports: bool) -> str:
+        """Add one supporting (supports=true) or refuting (false) trace to a hypothesis."""
+        h = client.update_hypothesis(run_id, hypothesis_id, add_evidence=[
+            {"trace_id": trace_id, "rationale": rationale, "supports": supports}])
+        return f"hypothesis now has {len(h.evidence)} evidence entries"
+
+    @_safe
+    def create_issue(run_id: str, title: str, description: str, severity: str,
+                     trace_ids: list[str], rationale: str) -> str:
+        """Record a validated issue with the traces that show it."""
+        return client.create_issue(run_id, title, description, severity, evidence=[
+            {"trace_id": t, "rationale": rationale} for t in trace_ids])
+
+    tools = [StructuredTool.from_function(f) for f in
+             (list_issues, list_hypotheses, create_hypothesis, add_evidence, create_issue)]
+    return [sql_tool(client, experiment_id), trace_tool(client, experiment_id)] + tools
+
+
+class VerdictBox:
+    """Collects what the model records while testing one hypothesis."""
+
+    def __init__(self):
+        self.evidence: list[dict[str, Any]] = []
+        self.status: str | None = None
+        self.reason = ""
+
+
+def testing_tools(client, experiment_id: str, run_id: str, box: VerdictBox) -> list[BaseTool]:
+    @_safe
+    def record_evidence(trace_id: str, rationale: str, supports: bool) -> str:
+        """Record one trace as supporting (true) or refuting (false) the hypothesis."""
+        from insights.ids import check_trace_id
+
+        box.evidence.append({"trace_id": check_trace_id(trace_id), "rationale": rationale,
+                             "supports": bool(supports)})
+        return f"recorded ({len(box.evidence)} so far)"
+
+    def set_verdict(status: str, reason: str) -> str:
+        """Finish testing: status VALIDATED or REJECTED, with the reason."""
+        status = status.strip().upper()
+        if status not in ("VALIDATED", "REJECTED"):
+            return "ERROR: status must be VALIDATED or REJECTED"
+        box.status, box.reason = status, reason
+        return "verdict recorded"
+
+    return [sql_tool(client, experiment_id), trace_tool(client, experiment_id, run_id),
+            StructuredTool.from_function(record_evidence), StructuredTool.from_function(set_verdict)]

@@ -1,0 +1,206 @@
+"""Build a corpus of demo traces with known planted faults, and the ground truth for them."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from .app import Outcome, TravelAssistant
+from .clock import NS_PER_S, SimClock
+from .faults import (
+    EMPTY_RESPONSES, FAILING_ASSESSMENT, SLOW_LONG_INPUTS, TOOL_OUTAGE, FaultPlan,
+)
+from .feedback import user_feedback
+from .turn import Turn
+from .workload import Workload, arrival_offsets
+
+CORPUS_HOURS = 48
+FLUSH_EVERY = 100  # the async export queues drop work when full; drain them regularly
+
+# Export tuning applied only while the corpus is written: big span batches and a single
+# writer thread are ~3x faster on SQLite than the defaults (5-span batches, 10 writers).
+EXPORT_TUNING = {
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE": "500",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS": "1",
+}
+
+
+@dataclass
+class DemoCorpus:
+    """The traces written and the ground truth an analysis of them should recover."""
+
+    experiment_id: str
+    trace_ids: list[str]
+    faults: dict[str, set[str]]
+    harmless: set[str]
+    descriptions: dict[str, str]
+    start_ms: int
+    end_ms: int
+    outage_window_ms: tuple[int, int]
+    traits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """A few lines for people: what was planted and how often it showed."""
+        start = datetime.fromtimestamp(self.start_ms / 1000, timezone.utc)
+        lo, hi = (datetime.fromtimestamp(t / 1000, timezone.utc) for t in self.outage_window_ms)
+        lines = [
+            f"experiment {self.experiment_id}: {len(self.trace_ids)} traces over "
+            f"{CORPUS_HOURS} h from {start:%Y-%m-%d %H:%M} UTC",
+            f"flight outage window: {lo:%Y-%m-%d %H:%M} - {hi:%H:%M} UTC",
+        ]
+        for name, ids in self.faults.items():
+            lines.append(f"  {name:<20} {len(ids):>5} traces  {self.descriptions[name]}")
+        lines.append(f"  {'harmless':<20} {len(self.harmless):>5} traces  "
+                     f"{self.descriptions['harmless']}")
+        return "\n".join(lines)
+
+
+def build_demo_corpus(
+    tracking_uri: str,
+    n_traces: int = 400,
+    seed: int = 7,
+    experiment_name: str = "insights-demo",
+    *,
+    start: datetime | None = None,
+    plan: FaultPlan | None = None,
+) -> DemoCorpus:
+    """Run the travel assistant on `n_traces` simulated requests and log them to MLflow.
+
+    Traffic is spread over 48 simulated hours from `start` (default: 48 h before now, on the
+    hour). The experiment is created if missing. The caller's tracking URI is restored
+    afterwards and the active experiment is never changed.
+    """
+    plan = plan or FaultPlan()
+    start_ns = _start_ns(start)
+    with _tracing_to(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        experiment_id = _experiment_id(client, experiment_name)
+        served = _serve(TravelAssistant(experiment_id), n_traces, seed, plan, start_ns)
+        _check_stored(client, experiment_id, {o.trace_id for _, o in served})
+        unhappy = _log_feedback(served, random.Random(f"feedback-{seed}"))
+    return _ground_truth(experiment_id, served, unhappy, plan, start_ns)
+
+
+def _serve(app: TravelAssistant, n_traces: int, seed: int, plan: FaultPlan, start_ns: int
+           ) -> list[tuple[Turn, Outcome]]:
+    """Replay the simulated traffic through the app, one traced request at a time."""
+    rng = random.Random(seed)
+    workload = Workload(rng)
+    served: list[tuple[Turn, Outcome]] = []
+    for i, offset in enumerate(arrival_offsets(n_traces, CORPUS_HOURS, rng)):
+        turn = Turn(request=workload.draw(),
+                    clock=SimClock(start_ns + int(offset * NS_PER_S)),
+                    rng=random.Random(rng.getrandbits(64)),
+                    plan=plan, corpus_start_ns=start_ns)
+        served.append((turn, app.handle(turn)))
+        if (i + 1) % FLUSH_EVERY == 0 or i + 1 == n_traces:
+            mlflow.flush_trace_async_logging(terminate=False)
+    return served
+
+
+def _check_stored(client: MlflowClient, experiment_id: str, trace_ids: set[str]) -> None:
+    """Fail loudly if the async exporter dropped any trace (it does when its queue is full)."""
+    stored: set[str] = set()
+    token = None
+    while True:
+        page = client.search_traces(locations=[experiment_id], max_results=1000,
+                                    include_spans=False, page_token=token)
+        stored.update(t.info.trace_id for t in page)
+        token = page.token
+        if not token:
+            break
+    if missing := trace_ids - stored:
+        raise RuntimeError(f"{len(missing)} of {len(trace_ids)} demo traces were not stored")
+
+
+def _log_feedback(served: list[tuple[Turn, Outcome]], rng: random.Random) -> set[str]:
+    """Log user feedback on the stored traces; return ids of traces rated unsatisfied."""
+    unhappy: set[str] = set()
+    for turn, outcome in served:
+        feedback = user_feedback(turn, outcome, rng)
+        if feedback is None:
+            continue
+        mlflow.log_assessment(trace_id=outcome.trace_id, assessment=feedback)
+        if feedback.value is False:
+            unhappy.add(outcome.trace_id)
+    return unhappy
+
+
+def _ground_truth(experiment_id: str, served: list[tuple[Turn, Outcome]], unhappy: set[str],
+                  plan: FaultPlan, start_ns: int) -> DemoCorpus:
+    """Ground truth from what happened in each request, not from what was intended."""
+    def fired(name: str) -> set[str]:
+        return {o.trace_id for t, o in served if name in t.fired}
+
+    multi_city = {o.trace_id for t, o in served if t.request.is_multi_city}
+    start_ms = start_ns // 1_000_000
+    return DemoCorpus(
+        experiment_id=experiment_id,
+        trace_ids=[o.trace_id for _, o in served],
+        faults={
+            TOOL_OUTAGE: fired(TOOL_OUTAGE),
+            SLOW_LONG_INPUTS: fired(SLOW_LONG_INPUTS),
+            EMPTY_RESPONSES: fired(EMPTY_RESPONSES),
+            FAILING_ASSESSMENT: multi_city & unhappy,
+        },
+        harmless={o.trace_id for t, o in served if t.request.language == "es"},
+        descriptions=plan.describe(),
+        start_ms=start_ms,
+        end_ms=start_ms + CORPUS_HOURS * 3_600_000,
+        outage_window_ms=(start_ms + int(plan.outage_start_s * 1000),
+                          start_ms + int(plan.outage_end_s * 1000)),
+        traits={o.trace_id: _traits(t, o) for t, o in served},
+    )
+
+
+def _traits(turn: Turn, outcome: Outcome) -> dict[str, Any]:
+    """Request features and outcome, handy for checking rates in tests and notebooks."""
+    r = turn.request
+    return {"kind": r.kind, "language": r.language, "long": r.is_long,
+            "multi_city": r.is_multi_city, "error": outcome.error is not None,
+            "empty": outcome.error is None and not outcome.response,
+            "causes": sorted(turn.fired)}
+
+
+def _experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    return experiment.experiment_id if experiment else client.create_experiment(name)
+
+
+def _start_ns(start: datetime | None) -> int:
+    if start is None:
+        now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        start = now - timedelta(hours=CORPUS_HOURS)
+    return int(start.timestamp()) * NS_PER_S
+
+
+@contextmanager
+def _tracing_to(tracking_uri: str) -> Iterator[None]:
+    """Point tracing at `tracking_uri` with fast export settings; restore everything after.
+
+    `mlflow.set_tracking_uri` resets the tracer provider, so the export tuning takes effect
+    for the corpus and the caller's own settings come back with the restored URI.
+    """
+    previous_uri = tracking_utils._tracking_uri
+    previous_env = {key: os.environ.get(key) for key in EXPORT_TUNING}
+    os.environ.update(EXPORT_TUNING)
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.flush_trace_async_logging(terminate=False)
+        for key, value in previous_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        mlflow.set_tracking_uri(previous_uri)

@@ -1,0 +1,94 @@
+"""Cohort statistics: does an outcome happen more often in one set of traces than another?
+
+Cohort, control and outcome are Spark SQL boolean predicates over `traces` (the same
+language as Trace SQL), e.g. cohort ``length(request) > 500``, control
+``length(request) <= 500``, outcome ``state = 'ERROR'``. A NULL outcome counts as no event.
+
+Statistics (two-by-two table of cohort/control x event/no event):
+- ``difference`` = rate(cohort) - rate(control);
+- ``ci95``: Newcombe's hybrid score interval (method 10, Newcombe 1998) built from the two
+  Wilson score intervals; it stays inside [-1, 1] and behaves at rates near 0 or 1,
+  where the Wald interval does not;
+- ``p_value``: two-sided Fisher exact test (``scipy.stats.fisher_exact``), exact at any size;
+- ``relative_risk`` = rate(cohort) / rate(control) (None when the control rate is 0).
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy.stats import fisher_exact
+
+from insights.analytics.cache import TraceTable
+from insights.analytics.sql import VIEWS, data_level, parse_query, run, to_duckdb
+from insights.errors import InvalidInputError
+
+Z95 = 1.959963984540054
+_LEVELS = ["light", "spans_lite", "full"]
+
+
+def cohort_stats(tracking_uri: str | None, experiment_id: str, cohort: str, control: str,
+                 outcome: str, samples: int = 5, progress=None) -> dict:
+    """Compare the outcome rate of the cohort with the control (see module doc for stats)."""
+    for label, pred in (("cohort", cohort), ("control", control), ("outcome", outcome)):
+        if not pred or not pred.strip() or ";" in pred:
+            raise InvalidInputError(f"{label} must be one SQL boolean predicate")
+    samples = max(0, min(int(samples), 100))
+    tree = parse_query(
+        f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
+        f"CAST(({control}) AS BOOLEAN) AS in_control, "
+        f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces")
+    level = data_level(tree)
+    view, ddl = VIEWS[level]
+    inner = to_duckdb(tree, view)
+    agg = ", ".join(
+        f"count(*) FILTER (WHERE {g}), count(*) FILTER (WHERE {g} AND event), "
+        f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND event), [])[1:{samples}], "
+        f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND NOT event), [])[1:{samples}]"
+        for g in ("in_cohort", "in_control"))
+    sql = (f"SELECT {agg}, count(*) FILTER (WHERE in_cohort AND in_control) "
+           f"FROM ({inner}) WHERE in_cohort OR in_control")
+    with TraceTable(tracking_uri, experiment_id, progress=progress) as table:
+        table.ensure_full() if level != "light" else table.refresh()
+        table.con.execute(ddl)
+        row = run(table.con, sql, None).rows[0]
+    n1, e1, s1e, s1n, n2, e2, s2e, s2n, overlap = row
+    return {
+        "cohort": _group(cohort, n1, e1, s1e, s1n),
+        "control": _group(control, n2, e2, s2e, s2n),
+        "outcome": outcome,
+        "overlap": overlap,
+        **compare(n1, e1, n2, e2),
+    }
+
+
+def _group(predicate: str, n: int, events: int, ev_ids: list, non_ids: list) -> dict:
+    return {"predicate": predicate, "n": n, "events": events,
+            "rate": events / n if n else None,
+            "sample_event_trace_ids": ev_ids, "sample_nonevent_trace_ids": non_ids}
+
+
+def wilson(events: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    p = events / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def compare(n1: int, e1: int, n2: int, e2: int) -> dict:
+    """Difference, Newcombe 95% CI, Fisher exact p-value and relative risk of two groups."""
+    if not n1 or not n2:
+        return {"difference": None, "ci95": None, "p_value": None, "test": "fisher_exact",
+                "ci_method": "newcombe_wilson", "relative_risk": None, "odds_ratio": None,
+                "note": "cohort or control is empty"}
+    p1, p2 = e1 / n1, e2 / n2
+    (l1, u1), (l2, u2) = wilson(e1, n1), wilson(e2, n2)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    odds, p = fisher_exact([[e1, n1 - e1], [e2, n2 - e2]], alternative="two-sided")
+    return {"difference": d, "ci95": [lo, hi], "p_value": float(p), "test": "fisher_exact",
+            "ci_method": "newcombe_wilson", "relative_risk": p1 / p2 if p2 else None,
+            "odds_ratio": None if math.isinf(odds) or math.isnan(odds) else float(odds)}

@@ -1,0 +1,176 @@
+"""Read an MLflow SQLite tracking store's own tables, read-only, into the DuckDB cache.
+
+Why: going through ``search_traces`` rebuilds a Python ``Trace`` per row and re-parses every
+span; reading ``trace_info`` / ``spans`` / ``assessments`` with one scan each and parsing span
+JSON inside DuckDB is two orders of magnitude faster. The connection is opened with
+``mode=ro`` so the store can never be modified.
+
+Two load levels keep the census cheap: the light load (census) reads span ``content`` only
+for root spans (request/response) and ERROR spans (status message, exception event); the
+full load (Trace SQL) reads every span payload plus trace tags and metadata.
+"""
+
+from __future__ import annotations
+
+import gc
+import sqlite3
+from collections.abc import Callable, Iterator
+from urllib.parse import unquote
+
+import duckdb
+import pyarrow as pa
+
+from insights.analytics.staging import stage
+from insights.errors import InvalidInputError, TrackingServerError
+
+BATCH = 50_000
+S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+_EXC = ("list_filter(from_json(json_extract(content, '$.events'), "
+        "'[{\"name\":\"VARCHAR\",\"attributes\":\"MAP(VARCHAR,VARCHAR)\"}]'), "
+        "lambda e: e.name = 'exception')[1].attributes")
+_INPUTS = "json_extract_string(content, '$.attributes.\"mlflow.spanInputs\"')"
+_OUTPUTS = "json_extract_string(content, '$.attributes.\"mlflow.spanOutputs\"')"
+
+
+def sqlite_path(uri: str) -> str:
+    """Filesystem path of a ``sqlite:///`` URI (``sqlite:////abs`` or ``sqlite:///rel``)."""
+    return unquote(uri.split("sqlite:///", 1)[1].split("?", 1)[0])
+
+
+class SqliteSource:
+    """One experiment of one SQLite store; every read is a read-only scan."""
+
+    def __init__(self, uri: str, experiment_id: str):
+        self.path = sqlite_path(uri)
+        try:
+            self.experiment_id = int(experiment_id)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"experiment id must be numeric, got {experiment_id!r}") from exc
+        try:
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                        check_same_thread=False)
+            self.conn.execute("SELECT 1 FROM trace_info LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise TrackingServerError(f"cannot read SQLite store {self.path}: {exc}") from exc
+        self.ti_cols = {r[1] for r in self.conn.execute("PRAGMA table_info(trace_info)")}
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _rows(self, sql: str, params: tuple, schema: pa.Schema) -> Iterator[pa.Table]:
+        gc_was_on = gc.isenabled()
+        gc.disable()  # millions of short-lived row tuples: the cyclic GC only slows this down
+        try:
+            cur = self.conn.execute(sql, params)
+            while rows := cur.fetchmany(BATCH):
+                cols = list(zip(*rows))
+                del rows
+                yield pa.table([pa.array(c, type=f.type) for c, f in zip(cols, schema)],
+                               schema=schema)
+        except sqlite3.Error as exc:
+            raise TrackingServerError(f"reading SQLite store failed: {exc}") from exc
+        finally:
+            if gc_was_on:
+                gc.enable()
+
+    def fingerprint(self) -> dict:
+        """Cheap signature of the experiment: changes whenever traces or assessments change."""
+        try:
+            n, max_ts = self.conn.execute(
+                "SELECT count(*), coalesce(max(timestamp_ms), 0) FROM trace_info "
+                "WHERE experiment_id = ?", (self.experiment_id,)).fetchone()
+            # store-wide maximum: a covering-index lookup; a change elsewhere only costs
+            # one cheap "assessments updated since" query for this experiment
+            (max_a,) = self.conn.execute(
+                "SELECT coalesce(max(last_updated_timestamp), 0) FROM assessments").fetchone()
+        except sqlite3.Error as exc:
+            raise TrackingServerError(f"reading SQLite store failed: {exc}") from exc
+        return {"count": n, "max_ts": max_ts, "max_assessment_ts": max_a}
+
+    def _col(self, name: str) -> str:
+        return name if name in self.ti_cols else "NULL"
+
+    def _ids(self, since_ms: int, column: str) -> tuple[str, tuple]:
+        """WHERE clause restricting ``column`` to traces at/after since_ms (none for a full load)."""
+        if since_ms <= 0:
+            return "", ()
+        return (f" AND {column} IN (SELECT request_id FROM trace_info WHERE experiment_id = ? "
+                "AND timestamp_ms >= ?)", (self.experiment_id, since_ms))
+
+    def load_light(self, con: duckdb.DuckDBPyConnection, since_ms: int) -> None:
+        """Stage traces with timestamp >= since_ms and their light spans (stage_ti, stage_spans)."""
+        p = (self.experiment_id, since_ms)
+        ti = pa.schema([("trace_id", S), ("request_time_ms", I), ("execution_time_ms", I),
+                        ("state", S), ("trace_name", S), ("session_id", S),
+                        ("input_tokens", I), ("output_tokens", I), ("total_tokens", I),
+                        ("total_cost", F)])
+        sel = ", ".join(self._col(c) for c in ["trace_name", "session_id", "input_tokens",
+                                                "output_tokens", "total_tokens", "total_cost"])
+        stage(con, "stage_ti", self._rows(
+            "SELECT request_id, timestamp_ms, execution_time_ms, status, " + sel +
+            " FROM trace_info WHERE experiment_id = ? AND timestamp_ms >= ?", p, ti), ti)
+        cond, cp = self._ids(since_ms, "trace_id")
+        sp = pa.schema([("trace_id", S), ("name", S), ("span_type", S), ("status", S),
+                        ("start_ns", I), ("end_ns", I), ("is_root", I), ("content", S)])
+        stage(con, "stage_spans", self._rows(
+            "SELECT trace_id, name, type, status, start_time_unix_nano, end_time_unix_nano, "
+            "parent_span_id IS NULL AND 1, CASE WHEN parent_span_id IS NULL OR status = 'ERROR' "
+            "THEN content END FROM spans NOT INDEXED WHERE experiment_id = ?" + cond,
+            (self.experiment_id, *cp), sp), sp, _light_span_sql)
+
+    def load_full(self, con: duckdb.DuckDBPyConnection, lo_ms: int, hi_ms: int) -> None:
+        """Stage tags, metadata and full span payloads of traces in [lo_ms, hi_ms)."""
+        kv = pa.schema([("trace_id", S), ("key", S), ("value", S)])
+        exp = (f"SELECT request_id FROM trace_info WHERE experiment_id = {self.experiment_id} "
+               f"AND timestamp_ms >= {int(lo_ms)} AND timestamp_ms < {int(hi_ms)}")
+        for table, name in (("trace_tags", "stage_tags"), ("trace_request_metadata", "stage_meta")):
+            stage(con, name, self._rows(f"SELECT request_id, key, value FROM {table} "
+                                        f"WHERE request_id IN ({exp})", (), kv), kv)
+        sp = pa.schema([("trace_id", S), ("span_id", S), ("parent_id", S), ("name", S),
+                        ("span_type", S), ("status", S), ("start_ns", I), ("end_ns", I),
+                        ("content", S)])
+        stage(con, "stage_full", self._rows(
+            "SELECT trace_id, span_id, parent_span_id, name, type, status, start_time_unix_nano,"
+            f" end_time_unix_nano, content FROM spans WHERE trace_id IN ({exp})", (), sp), sp,
+            _full_span_sql)
+
+    def load_assessments(self, con: duckdb.DuckDBPyConnection, updated_after_ms: int) -> None:
+        """Stage assessments updated after ``updated_after_ms`` into ``stage_assessments``."""
+        sch = pa.schema([("trace_id", S), ("assessment_id", S), ("name", S), ("value", S),
+                         ("source_type", S), ("rationale", S), ("last_updated_ms", I),
+                         ("valid", I)])
+        stage(con, "stage_assessments", self._rows(
+            "SELECT a.trace_id, assessment_id, name, value, source_type, rationale, "
+            "last_updated_timestamp, valid FROM assessments a JOIN trace_info t "
+            "ON t.request_id = a.trace_id WHERE t.experiment_id = ? "
+            "AND a.last_updated_timestamp > ?", (self.experiment_id, updated_after_ms), sch), sch,
+            lambda src: (
+                "SELECT trace_id, assessment_id, name, "
+                "coalesce(json_extract_string(value, '$'), value) AS value, source_type, "
+                f"rationale, last_updated_ms, valid::BOOLEAN AS valid FROM {src}"))
+
+
+def _light_span_sql(src: str) -> str:
+    return (
+        "SELECT trace_id, name, span_type, status AS status_code, "
+        "json_extract_string(content, '$.status.message') AS status_message, "
+        "start_ns / 1e6 AS start_time_ms, (end_ns - start_ns) / 1e6 AS duration_ms, is_root::BOOLEAN AS is_root, "
+        f"CASE WHEN status = 'ERROR' THEN {_EXC}['exception.type'] END AS exception_type, "
+        f"CASE WHEN status = 'ERROR' THEN {_EXC}['exception.message'] END AS exception_message, "
+        f"CASE WHEN is_root = 1 THEN {_INPUTS} END AS root_inputs, "
+        f"CASE WHEN is_root = 1 THEN {_OUTPUTS} END AS root_outputs "
+        f"FROM {src}")
+
+
+def _full_span_sql(src: str) -> str:
+    # one JSON parse per span for all four paths (separate json_extract calls re-parse)
+    paths = ("['$.status.message', '$.attributes.\"mlflow.spanInputs\"', "
+             "'$.attributes.\"mlflow.spanOutputs\"', '$.attributes', '$.events']")
+    return (
+        "SELECT trace_id, span_id, parent_id, name, span_type, status AS status_code, "
+        "j[1] AS status_message, start_ns / 1e6 AS start_time_ms, end_ns / 1e6 AS end_time_ms, "
+        "(end_ns - start_ns) / 1e6 AS duration_ms, j[2] AS inputs, j[3] AS outputs, "
+        f"j[4] AS attributes, j[5] AS events FROM (SELECT *, json_extract_string(content, {paths})"
+        f" AS j FROM {src})")
+
+

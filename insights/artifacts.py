@@ -1,0 +1,192 @@
+"""Thin helpers over MLflow run artifacts: YAML in and out, listings, folder downloads.
+
+Errors from the store are translated here into the SDK's typed errors so callers never see a
+raw MLflow exception, a requests traceback or a silent ``None``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from mlflow.exceptions import MlflowException
+
+from insights.errors import InsightsError, InvalidInputError, NotFoundError, TrackingServerError
+
+
+@contextlib.contextmanager
+def store_errors(what: str = "tracking store") -> Iterator[None]:
+    """Translate MLflow and transport failures into typed Insights errors."""
+    try:
+        yield
+    except InsightsError:
+        raise
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        message = _first_line(exc.message if hasattr(exc, "message") else str(exc))
+        if code == "RESOURCE_DOES_NOT_EXIST":
+            raise NotFoundError(message) from None
+        if code == "INVALID_PARAMETER_VALUE" and not _looks_unreachable(message):
+            raise InvalidInputError(message) from None
+        if _looks_unreachable(message):
+            raise TrackingServerError(f"Tracking server unreachable ({what}): {_endpoint(message)}") from None
+        raise TrackingServerError(f"{what} failed: {message}") from None
+    except (ConnectionError, OSError) as exc:
+        raise TrackingServerError(f"{what} unreachable: {_first_line(str(exc))}") from None
+    except Exception as exc:  # requests' errors and friends
+        if exc.__class__.__module__.startswith(("requests", "urllib3")):
+            raise TrackingServerError(f"{what} unreachable: {_first_line(str(exc))}") from None
+        raise
+
+
+def _looks_unreachable(message: str) -> bool:
+    lowered = message.lower()
+    return any(s in lowered for s in ("max retries", "connection refused", "failed to establish"))
+
+
+def _endpoint(message: str) -> str:
+    """Shorten a urllib3 retry message to the host it could not reach."""
+    match = re.search(r"host='([^']+)', port=(\d+)", message)
+    return f"cannot connect to {match.group(1)}:{match.group(2)}" if match else message
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else text
+    return line[:300]
+
+
+# libyaml's C loader and dumper are ~10x faster; both are still the safe variants.
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_parsed: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def write_yaml(client, run_id: str, path: str, data: dict[str, Any]) -> None:
+    with store_errors("writing artifact"):
+        client.log_text(run_id, dump_yaml(data), path)
+
+
+def read_yaml(client, run_id: str, path: str) -> dict[str, Any] | None:
+    """Read one YAML artifact, or ``None`` if it does not exist."""
+    text = read_text(client, run_id, path)
+    return None if text is None else _parse(text, os.path.basename(path))
+
+
+def read_text(client, run_id: str, path: str) -> str | None:
+    """Read one text artifact, or ``None`` if it does not exist."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with store_errors("reading artifact"):
+                local = client.download_artifacts(run_id, path, tmp)
+        except (NotFoundError, TrackingServerError) as exc:
+            if _missing(exc):
+                return None
+            raise
+        return Path(local).read_text()
+
+
+def _missing(exc: Exception) -> bool:
+    text = str(exc).lower()
+    if isinstance(exc, NotFoundError):
+        return True
+    return any(s in text for s in ("no such file", "not found", "does not exist", "404"))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return _parse(path.read_text(), path.name)
+
+
+def _load_cached(path: Path) -> dict[str, Any]:
+    """Parse a file in place, reusing the result while its size and mtime are unchanged."""
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _parsed:
+        if len(_parsed) > 50_000:
+            _parsed.clear()
+        _parsed[key] = _load_settled(path)
+    return dict(_parsed[key])
+
+
+def _load_settled(path: Path, attempts: int = 5) -> dict[str, Any]:
+    """A snapshot being replaced can be caught half-written; read again until it parses."""
+    for _ in range(attempts - 1):
+        try:
+            data = _load(path)
+            if data:
+                return data
+        except InsightsError:
+            pass
+        time.sleep(0.05)
+    return _load(path)
+
+
+def _parse(text: str, name: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(text, Loader=Loader)
+    except yaml.YAMLError as exc:
+        raise InsightsError(f"Corrupt YAML in {name}: {_first_line(str(exc))}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def read_yaml_dir(client, run_id: str, folder: str, prefix: str,
+                  artifact_uri: str | None = None) -> list[dict[str, Any]]:
+    """Read every ``{prefix}*.yaml`` directly in ``folder``.
+
+    On a local artifact store the files are read in place (no copies, parsed once per
+    change); elsewhere the folder comes down in one download.
+    """
+    local_root = local_artifact_dir(artifact_uri)
+    if local_root is not None:
+        root = Path(local_root) / folder
+        files = sorted(p for p in root.glob(f"{prefix}*.yaml") if p.is_file()) if root.is_dir() else []
+        return [_load_cached(p) for p in files]
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_dir(client, run_id, folder, tmp)
+        if local is None:
+            return []
+        files = sorted(p for p in Path(local).glob(f"{prefix}*.yaml") if p.is_file())
+        return [_load(p) for p in files]
+
+
+def local_artifact_dir(artifact_uri: str | None) -> str | None:
+    """The run's artifact folder when it is on this machine's disk, else None."""
+    if not artifact_uri:
+        return None
+    if artifact_uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(artifact_uri).path)
+    elif "://" not in artifact_uri and ":" not in artifact_uri.split("/")[0]:
+        path = artifact_uri
+    else:
+        return None
+    return path if os.path.isdir(path) else None
+
+
+def download_dir(client, run_id: str, folder: str, dst: str) -> str | None:
+    """Download an artifact folder; ``None`` when it does not exist."""
+    try:
+        with store_errors("reading artifacts"):
+            local = client.download_artifacts(run_id, folder, dst)
+    except (NotFoundError, TrackingServerError) as exc:
+        if _missing(exc):
+            return None
+        raise
+    return local if os.path.isdir(local) else None
+
+
+def list_sizes(client, run_id: str, folder: str) -> list[tuple[str, int]]:
+    """(name, size) of the files directly in ``folder``, sorted by name."""
+    with store_errors("listing artifacts"):
+        infos = client.list_artifacts(run_id, folder)
+    return sorted((os.path.basename(i.path), int(i.file_size or 0)) for i in infos if not i.is_dir)

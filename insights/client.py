@@ -1,0 +1,573 @@
+"""``InsightsClient``: the PRD's Python SDK over an MLflow tracking store.
+
+Analyses are nested runs under one ``Insights`` parent run per experiment; hypotheses live in
+the analysis run and issues in the parent, each as YAML under ``insights/``. Every trace named
+as evidence is linked to the analysis run with MLflow's trace-to-run links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from typing import Any, Iterable, Sequence
+
+from mlflow import MlflowClient
+from mlflow.entities import Trace, ViewType
+from pydantic import ValidationError
+
+from insights import artifacts, journal, runs
+from insights.artifacts import store_errors
+from insights.errors import InvalidInputError, NotFoundError
+from insights.ids import check_experiment_id, check_id, check_trace_id
+from insights.models import (
+    Analysis,
+    AnalysisStatus,
+    EvidenceEntry,
+    Hypothesis,
+    HypothesisStatus,
+    Issue,
+    IssueStatus,
+    Severity,
+    new_id,
+    now_ms,
+)
+
+TRACE_LINK_BATCH = 100  # MLflow refuses more trace links than this in one call
+_TRACE_FETCH_BATCH = 100
+CENSUS_PATH = "insights/baseline_census.json"
+_SEARCH_PAGE = 500  # the most traces an MLflow server returns per search call
+
+EvidenceInput = dict[str, Any] | EvidenceEntry | str
+
+
+class InsightsClient:
+    """Create, update, list and preview analyses, hypotheses and issues.
+
+    The tracking URI comes from the argument or MLflow's usual settings
+    (``MLFLOW_TRACKING_URI``); experiment ids, where the PRD allows leaving them out, come from
+    ``MLFLOW_EXPERIMENT_ID``.
+    """
+
+    def __init__(self, tracking_uri: str | None = None):
+        self._client = MlflowClient(tracking_uri)
+        self.tracking_uri = self._client.tracking_uri
+
+    @property
+    def mlflow_client(self) -> MlflowClient:
+        return self._client
+
+    # ------------------------------------------------------------------ create
+
+    def create_analysis(
+        self,
+        experiment_id: str | None = None,
+        run_name: str = "",
+        name: str = "",
+        description: str = "",
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Create a nested analysis run under the experiment's Insights parent; return its id."""
+        experiment_id = self._experiment(experiment_id)
+        run_name = _required_text(run_name, "run_name")
+        name = (name or run_name).strip()
+        _mapping(metadata, "metadata")
+        self._check_experiment(experiment_id)
+        created = now_ms()
+        run_id = runs.create_analysis_run(
+            self._client, experiment_id, run_name, name, description, created
+        )
+        analysis = Analysis(
+            run_id=run_id, experiment_id=experiment_id, run_name=run_name, name=name,
+            description=description, created_at=created, updated_at=created,
+            metadata=metadata or {},
+        )
+        journal.create(self._client, run_id, "analysis", None, analysis.to_dict())
+        return run_id
+
+    def create_hypothesis(
+        self,
+        insights_run_id: str,
+        statement: str,
+        testing_plan: str = "",
+        evidence: Sequence[EvidenceInput] | None = None,
+        rationale: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Add a hypothesis (status TESTING) to an analysis run; return its id."""
+        run_id = check_id(insights_run_id, "run id")
+        statement = _required_text(statement, "statement")
+        entries = parse_evidence(evidence or [])
+        _mapping(metrics, "metrics")
+        _mapping(metadata, "metadata")
+        runs.get_analysis_run(self._client, run_id)
+        hypothesis = Hypothesis(
+            hypothesis_id=new_id(), run_id=run_id, statement=statement,
+            testing_plan=testing_plan or "", rationale=rationale, evidence=entries,
+            metrics=metrics or {}, metadata=metadata or {},
+        )
+        self.link_traces(run_id, [e.trace_id for e in entries])
+        journal.create(self._client, run_id, "hypothesis", hypothesis.hypothesis_id,
+                       hypothesis.to_dict())
+        return hypothesis.hypothesis_id
+
+    def create_issue(
+        self,
+        insights_run_id: str,
+        title: str,
+        description: str = "",
+        severity: str | Severity = Severity.MEDIUM,
+        hypothesis_id: str | None = None,
+        evidence: Sequence[EvidenceInput] | None = None,
+        status: str | IssueStatus = IssueStatus.OPEN,
+        assessments: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> str:
+        """Record an issue in the experiment's parent run (source: this analysis); return its id."""
+        run_id = check_id(insights_run_id, "run id")
+        title = _required_text(title, "title")
+        severity = _enum(Severity, severity, "severity")
+        status = _enum(IssueStatus, status, "status")
+        if hypothesis_id is not None:
+            hypothesis_id = check_id(hypothesis_id, "hypothesis id")
+        entries = parse_evidence(evidence or [])
+        _mapping(metadata, "metadata")
+        if assessments is not None and (isinstance(assessments, str) or not all(isinstance(a, str) for a in assessments)):
+            raise InvalidInputError("assessments must be a list of names")
+        run = runs.get_analysis_run(self._client, run_id)
+        if hypothesis_id is not None:
+            self.get_hypothesis(run_id, hypothesis_id)
+        experiment_id = run.info.experiment_id
+        issue = Issue(
+            issue_id=new_id(), source_run_id=run_id, hypothesis_id=hypothesis_id, title=title,
+            description=description or "", severity=severity, status=status, evidence=entries,
+            assessments=list(assessments or []), metadata=metadata or {},
+        )
+        self.link_traces(run_id, [e.trace_id for e in entries])
+        parent_id = runs.get_or_create_parent(self._client, experiment_id)
+        journal.create(self._client, parent_id, "issue", issue.issue_id, issue.to_dict())
+        canonical = runs.get_or_create_parent(self._client, experiment_id)
+        if canonical != parent_id:  # the parent was merged away while we wrote: move the issue
+            journal.copy_entity(self._client, parent_id, canonical, "issue", issue.issue_id)
+        return issue.issue_id
+
+    # ------------------------------------------------------------------ update
+
+    def update_analysis(
+        self,
+        run_id: str,
+        name: str | None = None,
+        description: str | None = None,
+        status: str | AnalysisStatus | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Analysis:
+        """Change an analysis's name, description, status or metadata; return the result."""
+        run_id = check_id(run_id, "run id")
+        changes = _present(name=name, description=description)
+        if status is not None:
+            changes["status"] = _enum(AnalysisStatus, status, "status").value
+        if "name" in changes:
+            changes["name"] = _required_text(changes["name"], "name")
+        runs.get_analysis_run(self._client, run_id)
+        change = _change(changes, metadata=metadata)
+        state = journal.update(
+            self._client, run_id, "analysis", None, change,
+            after_fold=lambda s: runs.mirror_analysis_tags(self._client, run_id, s),
+        )
+        if status is not None:
+            self._sync_run_status(run_id, state.get("status"))
+        return Analysis.model_validate(state)
+
+    def update_hypothesis(
+        self,
+        insights_run_id: str,
+        hypothesis_id: str,
+        status: str | HypothesisStatus | None = None,
+        add_evidence: Sequence[EvidenceInput] | None = None,
+        add_traces: Sequence[str] | None = None,
+        testing_plan: str | None = None,
+        statement: str | None = None,
+        rationale: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Hypothesis:
+        """Change a hypothesis; evidence and traces are added, never replaced."""
+        run_id = check_id(insights_run_id, "run id")
+        hypothesis_id = check_id(hypothesis_id, "hypothesis id")
+        changes = _present(testing_plan=testing_plan, statement=statement, rationale=rationale)
+        if status is not None:
+            changes["status"] = _enum(HypothesisStatus, status, "status").value
+        entries = parse_evidence(add_evidence or [])
+        traces = [check_trace_id(t) for t in add_traces or []]
+        current = self.get_hypothesis(run_id, hypothesis_id)
+        entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
+        change = _change(changes, entries, metadata=metadata, metrics=metrics)
+        self.link_traces(run_id, [e.trace_id for e in entries])
+        state = journal.update(self._client, run_id, "hypothesis", hypothesis_id, change)
+        return Hypothesis.model_validate(state)
+
+    def update_issue(
+        self,
+        insights_run_id: str | None = None,
+        issue_id: str = "",
+        severity: str | Severity | None = None,
+        status: str | IssueStatus | None = None,
+        add_evidence: Sequence[EvidenceInput] | None = None,
+        add_traces: Sequence[str] | None = None,
+        resolution: str | None = None,
+        title: str | None = None,
+        description: str | None = None,
+        add_assessments: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        experiment_id: str | None = None,
+    ) -> Issue:
+        """Change an issue in the parent run. ``insights_run_id`` (or the experiment) locates it."""
+        issue_id = check_id(issue_id, "issue id")
+        changes = _present(resolution=resolution, title=title, description=description)
+        if severity is not None:
+            changes["severity"] = _enum(Severity, severity, "severity").value
+        if status is not None:
+            changes["status"] = _enum(IssueStatus, status, "status").value
+        entries = parse_evidence(add_evidence or [])
+        traces = [check_trace_id(t) for t in add_traces or []]
+        link_run = None
+        if insights_run_id is not None:
+            link_run = check_id(insights_run_id, "run id")
+            experiment_id = runs.get_analysis_run(self._client, link_run).info.experiment_id
+        parent_id, current = self._locate_issue(issue_id, experiment_id)
+        entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
+        change = _change(changes, entries, metadata=metadata)
+        self.link_traces(link_run or current.source_run_id, [e.trace_id for e in entries])
+        if add_assessments:
+            change["add_assessments"] = [str(a) for a in add_assessments]
+        state = journal.update(self._client, parent_id, "issue", issue_id, change)
+        return Issue.model_validate(state)
+
+    # ------------------------------------------------------------------ read
+
+    def list_analyses(self, experiment_id: str | None = None) -> list[Analysis]:
+        """Every analysis of the experiment, newest first, from one run search."""
+        experiment_id = self._experiment(experiment_id)
+        self._check_experiment(experiment_id)
+        return [_analysis_from_run(r) for r in runs.search_analysis_runs(self._client, experiment_id)]
+
+    def list_hypotheses(self, insights_run_id: str) -> list[Hypothesis]:
+        """Every hypothesis of an analysis run, oldest first, from one folder download."""
+        run_id = check_id(insights_run_id, "run id")
+        run = runs.get_analysis_run(self._client, run_id)
+        docs = artifacts.read_yaml_dir(self._client, run_id, journal.SNAPSHOT_DIR, "hypothesis_",
+                                       run.info.artifact_uri)
+        items = [Hypothesis.model_validate(d) for d in docs]
+        return sorted(items, key=lambda h: (h.created_at, h.hypothesis_id))
+
+    def list_issues(self, experiment_id: str | None = None) -> list[Issue]:
+        """Every issue of the experiment, most traces first. Never creates the parent run."""
+        experiment_id = self._experiment(experiment_id)
+        self._check_experiment(experiment_id)
+        parent = runs.find_parent(self._client, experiment_id)
+        if parent is None:
+            return []
+        docs = artifacts.read_yaml_dir(self._client, parent.info.run_id, journal.SNAPSHOT_DIR,
+                                       "issue_", parent.info.artifact_uri)
+        issues = [Issue.model_validate(d) for d in docs]
+        return sorted(issues, key=lambda i: (-len(i.trace_ids), -i.created_at, i.issue_id))
+
+    def get_analysis(self, insights_run_id: str) -> Analysis:
+        run_id = check_id(insights_run_id, "run id")
+        run = runs.get_analysis_run(self._client, run_id)
+        doc = artifacts.read_yaml(self._client, run_id, journal.snapshot_path("analysis", None))
+        if doc is None:
+            return _analysis_from_run(run)
+        return Analysis.model_validate(doc)
+
+    def get_hypothesis(self, insights_run_id: str, hypothesis_id: str) -> Hypothesis:
+        run_id = check_id(insights_run_id, "run id")
+        hypothesis_id = check_id(hypothesis_id, "hypothesis id")
+        runs.get_analysis_run(self._client, run_id)
+        doc = artifacts.read_yaml(
+            self._client, run_id, journal.snapshot_path("hypothesis", hypothesis_id)
+        )
+        if doc is None:
+            raise NotFoundError(f"Hypothesis '{hypothesis_id}' not found in run '{run_id}'")
+        return Hypothesis.model_validate(doc)
+
+    def get_issue(self, issue_id: str, experiment_id: str | None = None) -> Issue:
+        """An issue by id alone: issues are experiment-level, no run id needed."""
+        issue_id = check_id(issue_id, "issue id")
+        return self._locate_issue(issue_id, experiment_id)[1]
+
+    # ------------------------------------------------------------------ preview
+
+    def preview_hypotheses(self, insights_run_id: str, max_traces: int = 100) -> list[Trace]:
+        """The MLflow traces cited by the run's hypotheses, at most ``max_traces``."""
+        ids = [t for h in self.list_hypotheses(insights_run_id) for t in h.trace_ids]
+        return self.get_traces(ids, max_traces)
+
+    def preview_issues(self, experiment_id: str | None = None, max_traces: int = 100) -> list[Trace]:
+        """The MLflow traces cited by the experiment's issues, most-cited issues first."""
+        ids = [t for i in self.list_issues(experiment_id) for t in i.trace_ids]
+        return self.get_traces(ids, max_traces)
+
+    def get_traces(self, trace_ids: Iterable[str], max_traces: int = 100) -> list[Trace]:
+        """Fetch traces in batches, keeping order; traces the store no longer has are skipped."""
+        if isinstance(max_traces, bool) or not isinstance(max_traces, int) or max_traces < 1:
+            raise InvalidInputError("max_traces must be a positive integer")
+        wanted = list(dict.fromkeys(trace_ids))[:max_traces]
+        from mlflow.tracing.client import TracingClient
+
+        tracing = TracingClient(self.tracking_uri)
+        found: dict[str, Trace] = {}
+        for start in range(0, len(wanted), _TRACE_FETCH_BATCH):
+            with store_errors("fetching traces"):
+                batch = tracing.batch_get_traces(wanted[start:start + _TRACE_FETCH_BATCH])
+            found.update({t.info.trace_id: t for t in batch})
+        return [found[t] for t in wanted if t in found]
+
+    # ------------------------------------------------------------------ links
+
+    def link_traces(self, run_id: str, trace_ids: Sequence[str]) -> int:
+        """Link traces to a run with MLflow's trace-to-run links, in batches MLflow accepts."""
+        run_id = check_id(run_id, "run id")
+        ids = list(dict.fromkeys(check_trace_id(t) for t in trace_ids))
+        for start in range(0, len(ids), TRACE_LINK_BATCH):
+            with store_errors("linking traces"):
+                self._client.link_traces_to_run(ids[start:start + TRACE_LINK_BATCH], run_id)
+        return len(ids)
+
+    def linked_trace_ids(self, run_id: str, max_results: int = 1000) -> list[str]:
+        """Ids of the traces linked to a run (what the analysis has examined)."""
+        run = runs.get_analysis_run(self._client, check_id(run_id, "run id"))
+        ids: list[str] = []
+        token = None
+        while len(ids) < max_results:
+            with store_errors("searching traces"):
+                page = self._client.search_traces(
+                    locations=[run.info.experiment_id], run_id=run_id, include_spans=False,
+                    max_results=min(_SEARCH_PAGE, max_results - len(ids)), page_token=token,
+                )
+            ids += [t.info.trace_id for t in page]
+            token = page.token
+            if not token:
+                break
+        return ids
+
+    # ------------------------------------------------------------------ analytics
+
+    def create_baseline_census(
+        self,
+        insights_run_id: str,
+        filter_string: str | None = None,
+        start_time_ms: int | None = None,
+        end_time_ms: int | None = None,
+        progress: Any = None,
+    ) -> dict[str, Any]:
+        """Compute the census over the analysis's experiment and store it in the analysis run."""
+        from insights.analytics import compute_census
+
+        run_id = check_id(insights_run_id, "run id")
+        run = runs.get_analysis_run(self._client, run_id)
+        census = compute_census(
+            self.tracking_uri, run.info.experiment_id, filter_string=filter_string,
+            start_time_ms=start_time_ms, end_time_ms=end_time_ms, progress=progress,
+        )
+        census = {**census, "experiment_id": run.info.experiment_id, "run_id": run_id,
+                  "computed_at": now_ms(), "filter_string": filter_string,
+                  "start_time_ms": start_time_ms, "end_time_ms": end_time_ms}
+        with store_errors("writing the census"):
+            self._client.log_text(run_id, json.dumps(census, indent=1, default=str), CENSUS_PATH)
+        return census
+
+    def get_baseline_census(self, insights_run_id: str) -> dict[str, Any]:
+        """The census stored in the analysis run (NotFoundError if none was computed)."""
+        run_id = check_id(insights_run_id, "run id")
+        runs.get_analysis_run(self._client, run_id)
+        text = artifacts.read_text(self._client, run_id, CENSUS_PATH)
+        if text is None:
+            raise NotFoundError(f"No baseline census in run '{run_id}': run create-baseline-census")
+        return json.loads(text)
+
+    def execute_sql(self, experiment_id: str | None = None, sql: str = "") -> Any:
+        """Run a read-only Spark SQL query over the experiment's ``traces`` table."""
+        from insights.analytics import execute_sql
+
+        experiment_id = self._experiment(experiment_id)
+        self._check_experiment(experiment_id)
+        return execute_sql(self.tracking_uri, experiment_id, sql)
+
+    def cohort_stats(self, experiment_id: str | None, cohort: str, control: str, outcome: str,
+                     samples: int = 5) -> dict[str, Any]:
+        """Compare an outcome's rate in a cohort and a control (each a SQL predicate)."""
+        from insights.analytics import cohort_stats
+
+        experiment_id = self._experiment(experiment_id)
+        return cohort_stats(self.tracking_uri, experiment_id, cohort, control, outcome, samples)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _experiment(self, experiment_id: str | None) -> str:
+        experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
+        if not experiment_id:
+            raise InvalidInputError("No experiment id: pass experiment_id or set MLFLOW_EXPERIMENT_ID")
+        return check_experiment_id(str(experiment_id))
+
+    def _check_experiment(self, experiment_id: str) -> None:
+        try:
+            with store_errors("reading the experiment"):
+                experiment = self._client.get_experiment(experiment_id)
+        except NotFoundError:
+            raise NotFoundError(f"Experiment '{experiment_id}' not found") from None
+        if experiment.lifecycle_stage == "deleted":
+            raise NotFoundError(f"Experiment '{experiment_id}' is deleted")
+
+    def _locate_issue(self, issue_id: str, experiment_id: str | None) -> tuple[str, Issue]:
+        experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
+        path = journal.snapshot_path("issue", issue_id)
+        for attempt in range(2):  # a parent merge in flight can hide an issue for a moment
+            for parent_id in self._candidate_parents(experiment_id):
+                doc = artifacts.read_yaml(self._client, parent_id, path)
+                if doc is not None:
+                    return parent_id, Issue.model_validate(doc)
+            if attempt == 0:
+                time.sleep(0.2)
+        raise NotFoundError(f"Issue '{issue_id}' not found")
+
+    def _candidate_parents(self, experiment_id: str | None) -> list[str]:
+        if experiment_id:
+            experiment_id = check_experiment_id(str(experiment_id))
+            self._check_experiment(experiment_id)
+            parent = runs.find_parent(self._client, experiment_id)
+            return [parent.info.run_id] if parent else []
+        with store_errors("searching experiments"):
+            experiments = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
+        ids = [e.experiment_id for e in experiments]
+        if not ids:
+            return []
+        with store_errors("searching runs"):
+            parents = self._client.search_runs(
+                ids, filter_string=f"tags.`{runs.TAG_TYPE}` = 'parent'", max_results=1000
+            )
+        return [p.info.run_id for p in parents]
+
+    def _sync_run_status(self, run_id: str, status: str | None) -> None:
+        """Show the analysis state in MLflow's own run status too."""
+        with store_errors("updating the run status"), contextlib.redirect_stdout(io.StringIO()):
+            if status == AnalysisStatus.ACTIVE.value:
+                self._client.update_run(run_id, status="RUNNING")
+            else:
+                self._client.set_terminated(run_id, status="FINISHED")
+
+
+# ---------------------------------------------------------------------- module helpers
+
+
+def parse_evidence(items: Sequence[EvidenceInput], supports: bool = True) -> list[EvidenceEntry]:
+    """Validate evidence before anything is written.
+
+    Accepts dicts (``trace_id``, ``rationale``, ``supports``), ``EvidenceEntry`` objects, or a
+    ``"trace-id: rationale"`` string as the playbook's ``--add-evidence`` writes it.
+    """
+    if isinstance(items, (str, dict)):
+        items = [items]
+    entries = []
+    for index, item in enumerate(items, 1):
+        entries.append(_one_evidence(item, index, supports))
+    return entries
+
+
+def _one_evidence(item: EvidenceInput, index: int, supports: bool) -> EvidenceEntry:
+    if isinstance(item, EvidenceEntry):
+        data = item.to_dict()
+    elif isinstance(item, str):
+        trace_id, sep, rationale = item.partition(":")
+        if not sep:
+            raise InvalidInputError(
+                f"Evidence #{index} must name a trace: use 'TRACE_ID: rationale' or a dict"
+            )
+        data = {"trace_id": trace_id.strip(), "rationale": rationale.strip(), "supports": supports}
+    elif isinstance(item, dict):
+        data = dict(item)
+    else:
+        raise InvalidInputError(f"Evidence #{index} must be an object, got {type(item).__name__}")
+    if "trace_id" not in data:
+        raise InvalidInputError(f"Evidence #{index} is missing 'trace_id'")
+    if "supports" in data and not isinstance(data["supports"], bool):
+        raise InvalidInputError(f"Evidence #{index}: 'supports' must be true or false")
+    if "rationale" in data and not isinstance(data["rationale"], str):
+        raise InvalidInputError(f"Evidence #{index}: 'rationale' must be a string")
+    data["trace_id"] = check_trace_id(data["trace_id"])
+    try:
+        return EvidenceEntry.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInputError(f"Evidence #{index} is invalid: {exc.errors()[0]['msg']}") from None
+
+
+def _trace_only_entries(trace_ids: list[str], known: list[str]) -> list[EvidenceEntry]:
+    """``add_traces`` cites traces without a rationale; skip ones already cited."""
+    seen = set(known)
+    out = []
+    for trace_id in trace_ids:
+        if trace_id not in seen:
+            seen.add(trace_id)
+            out.append(EvidenceEntry(trace_id=trace_id))
+    return out
+
+
+def _change(sets: dict[str, Any], evidence: list[EvidenceEntry] | None = None,
+            **merges: dict[str, Any] | None) -> dict[str, Any]:
+    change: dict[str, Any] = {}
+    if sets:
+        change["set"] = sets
+    if evidence:
+        change["add_evidence"] = [e.to_dict() for e in evidence]
+    merge = {k: v for k, v in merges.items() if v}
+    for key, value in merge.items():
+        if not isinstance(value, dict):
+            raise InvalidInputError(f"{key} must be a mapping")
+    if merge:
+        change["merge"] = merge
+    return change
+
+
+def _mapping(value: Any, what: str) -> None:
+    if value is not None and not isinstance(value, dict):
+        raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}")
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _required_text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string")
+    return value.strip()
+
+
+def _enum(enum_cls, value: Any, what: str):
+    if isinstance(value, enum_cls):
+        return value
+    text = str(value).strip().upper() if value is not None else ""
+    try:
+        return enum_cls(text)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise InvalidInputError(f"Invalid {what} {value!r}: expected one of {allowed}") from None
+
+
+def _analysis_from_run(run) -> Analysis:
+    """Build an analysis from the tags mirrored on its run (no artifact read needed)."""
+    tags = run.data.tags
+    created = int(tags.get(runs.TAG_CREATED) or run.info.start_time or 0)
+    return Analysis(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        run_name=run.info.run_name or "",
+        name=tags.get(runs.TAG_NAME, run.info.run_name or ""),
+        description=tags.get("mlflow.note.content", ""),
+        status=tags.get(runs.TAG_STATUS, "ACTIVE"),
+        created_at=created,
+        updated_at=int(tags.get(runs.TAG_UPDATED) or created),
+    )

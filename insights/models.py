@@ -1,0 +1,139 @@
+"""Pydantic models for the three Insights entities and their enums (see the PRD's data model)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def now_ms() -> int:
+    """Timestamps are epoch milliseconds, like MLflow's own."""
+    return int(time.time() * 1000)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class AnalysisStatus(str, Enum):
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"
+    ARCHIVED = "ARCHIVED"
+
+
+class HypothesisStatus(str, Enum):
+    TESTING = "TESTING"
+    VALIDATED = "VALIDATED"
+    REJECTED = "REJECTED"
+
+
+class IssueStatus(str, Enum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    RESOLVED = "RESOLVED"
+    REJECTED = "REJECTED"
+
+
+class Severity(str, Enum):
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+
+
+SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(use_enum_values=False, extra="ignore")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (enums as their string values)."""
+        return self.model_dump(mode="json")
+
+
+class EvidenceEntry(_Model):
+    """One trace cited as evidence. ``supports`` is False for refuting evidence."""
+
+    trace_id: str = Field(min_length=1)
+    rationale: str = ""
+    supports: bool = True
+    added_at: int = Field(default_factory=now_ms)
+
+    @field_validator("trace_id")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("trace_id must not be empty")
+        return v
+
+    def key(self) -> tuple[str, str, bool]:
+        """Two writers adding the same finding must not duplicate it."""
+        return (self.trace_id, self.rationale, self.supports)
+
+
+class Analysis(_Model):
+    run_id: str
+    experiment_id: str
+    run_name: str = ""
+    name: str
+    description: str = ""
+    status: AnalysisStatus = AnalysisStatus.ACTIVE
+    created_at: int = Field(default_factory=now_ms)
+    updated_at: int = Field(default_factory=now_ms)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hypothesis(_Model):
+    hypothesis_id: str
+    run_id: str = ""
+    statement: str
+    testing_plan: str = ""
+    rationale: str | None = None
+    status: HypothesisStatus = HypothesisStatus.TESTING
+    evidence: list[EvidenceEntry] = Field(default_factory=list)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: int = Field(default_factory=now_ms)
+    updated_at: int = Field(default_factory=now_ms)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def trace_ids(self) -> list[str]:
+        return _unique_trace_ids(self.evidence)
+
+    @property
+    def supports_count(self) -> int:
+        return sum(1 for e in self.evidence if e.supports)
+
+    @property
+    def refutes_count(self) -> int:
+        return sum(1 for e in self.evidence if not e.supports)
+
+
+class Issue(_Model):
+    issue_id: str
+    source_run_id: str
+    hypothesis_id: str | None = None
+    title: str
+    description: str = ""
+    severity: Severity = Severity.MEDIUM
+    status: IssueStatus = IssueStatus.OPEN
+    evidence: list[EvidenceEntry] = Field(default_factory=list)
+    assessments: list[str] = Field(default_factory=list)
+    resolution: str | None = None
+    created_at: int = Field(default_factory=now_ms)
+    updated_at: int = Field(default_factory=now_ms)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def trace_ids(self) -> list[str]:
+        return _unique_trace_ids(self.evidence)
+
+
+def _unique_trace_ids(evidence: list[EvidenceEntry]) -> list[str]:
+    return list(dict.fromkeys(e.trace_id for e in evidence))

@@ -1,0 +1,178 @@
+"""The run hierarchy: one ``Insights`` parent run per experiment, analysis runs nested under it.
+
+Runs are only ever addressed by explicit id through ``MlflowClient``; MLflow's fluent
+active-run state is never touched, so a caller's active run stays as it was.
+
+The parent is found by tag search. Two processes that create the first analysis at the same
+moment may each create a parent; whoever then sees more than one merges them into the oldest
+(children re-pointed, issues copied, the extra parent deleted), and every process re-checks
+its analysis's parent after creating it. The outcome is one parent holding every analysis.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from mlflow.entities import Run, ViewType
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+
+from insights import journal
+from insights.artifacts import download_dir, store_errors
+from insights.errors import NotAnInsightsRunError, NotFoundError
+
+TAG_TYPE = "mlflow.insights.type"
+TAG_PARENT = "mlflow.insights.parent"
+TAG_NAME = "mlflow.insights.name"
+TAG_STATUS = "mlflow.insights.status"
+TAG_CREATED = "mlflow.insights.created_at"
+TAG_UPDATED = "mlflow.insights.updated_at"
+PARENT_RUN_NAME = "Insights"
+_SEARCH_PAGE = 1000
+
+
+def find_parents(client, experiment_id: str) -> list[Run]:
+    """Active parent runs of an experiment, oldest first (the first is canonical)."""
+    with store_errors("searching runs"):
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{TAG_TYPE}` = 'parent'",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=_SEARCH_PAGE,
+        )
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def find_parent(client, experiment_id: str) -> Run | None:
+    """The canonical parent run, or ``None``. Never creates anything."""
+    parents = find_parents(client, experiment_id)
+    return parents[0] if parents else None
+
+
+def get_or_create_parent(client, experiment_id: str) -> str:
+    parents = find_parents(client, experiment_id)
+    if not parents:
+        tags = {TAG_TYPE: "parent", TAG_PARENT: "true", MLFLOW_RUN_NAME: PARENT_RUN_NAME}
+        with store_errors("creating the Insights parent run"):
+            client.create_run(experiment_id, tags=tags, run_name=PARENT_RUN_NAME)
+        parents = find_parents(client, experiment_id)
+    return merge_parents(client, parents)
+
+
+def merge_parents(client, parents: list[Run]) -> str:
+    """Fold every extra parent into the oldest one and return its id."""
+    canonical = parents[0].info.run_id
+    for extra in parents[1:]:
+        _merge_into(client, extra, canonical)
+    return canonical
+
+
+def _merge_into(client, extra: Run, canonical: str) -> None:
+    extra_id = extra.info.run_id
+    for child in _children(client, extra.info.experiment_id, extra_id):
+        with store_errors("re-pointing an analysis run"):
+            client.set_tag(child.info.run_id, MLFLOW_PARENT_RUN_ID, canonical)
+    for issue_id in _journal_entities(client, extra_id, "issue"):
+        journal.copy_entity(client, extra_id, canonical, "issue", issue_id)
+    with store_errors("deleting a duplicate parent run"):
+        try:
+            client.delete_run(extra_id)
+        except NotFoundError:
+            pass  # another process merged it first
+
+
+def _children(client, experiment_id: str, parent_id: str) -> list[Run]:
+    with store_errors("searching runs"):
+        return client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
+            run_view_type=ViewType.ALL,
+            max_results=_SEARCH_PAGE,
+        )
+
+
+def _journal_entities(client, run_id: str, kind: str) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_dir(client, run_id, journal.JOURNAL_DIR, tmp)
+        if local is None:
+            return []
+        import os
+
+        prefix = f"{kind}_"
+        return [n[len(prefix):] for n in os.listdir(local) if n.startswith(prefix)]
+
+
+def ensure_under_canonical(client, experiment_id: str, run_id: str, parent_id: str) -> str:
+    """After creating a child, re-check the parent; re-point the child if it moved."""
+    parents = find_parents(client, experiment_id)
+    canonical = merge_parents(client, parents) if parents else parent_id
+    if canonical != parent_id:
+        with store_errors("re-pointing an analysis run"):
+            client.set_tag(run_id, MLFLOW_PARENT_RUN_ID, canonical)
+    return canonical
+
+
+def create_analysis_run(client, experiment_id: str, run_name: str, name: str, description: str,
+                        created_at: int) -> str:
+    parent_id = get_or_create_parent(client, experiment_id)
+    tags = {
+        TAG_TYPE: "analysis",
+        TAG_NAME: name,
+        TAG_STATUS: "ACTIVE",
+        TAG_CREATED: str(created_at),
+        TAG_UPDATED: str(created_at),
+        MLFLOW_PARENT_RUN_ID: parent_id,
+        MLFLOW_RUN_NAME: run_name,
+        MLFLOW_RUN_NOTE: description,
+    }
+    with store_errors("creating the analysis run"):
+        run = client.create_run(experiment_id, tags=tags, run_name=run_name)
+    ensure_under_canonical(client, experiment_id, run.info.run_id, parent_id)
+    return run.info.run_id
+
+
+def get_analysis_run(client, run_id: str) -> Run:
+    """The run, checked to be an Insights analysis run."""
+    try:
+        with store_errors("reading the run"):
+            run = client.get_run(run_id)
+    except NotFoundError:
+        raise NotFoundError(f"Analysis run '{run_id}' not found") from None
+    if run.info.lifecycle_stage == "deleted":
+        raise NotFoundError(f"Analysis run '{run_id}' not found (it is deleted)")
+    if run.data.tags.get(TAG_TYPE) != "analysis":
+        raise NotAnInsightsRunError(f"Run '{run_id}' is not an Insights analysis run")
+    return run
+
+
+def search_analysis_runs(client, experiment_id: str) -> list[Run]:
+    """Every analysis run of the experiment with one tag search (other runs are not scanned)."""
+    runs: list[Run] = []
+    token = None
+    while True:
+        with store_errors("searching runs"):
+            page = client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`{TAG_TYPE}` = 'analysis'",
+                run_view_type=ViewType.ACTIVE_ONLY,
+                max_results=_SEARCH_PAGE,
+                order_by=["attributes.start_time DESC"],
+                page_token=token,
+            )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def mirror_analysis_tags(client, run_id: str, state: dict) -> None:
+    """Keep the fields listings need in tags, so listing analyses is one search."""
+    from mlflow.entities import RunTag
+
+    tags = [
+        RunTag(TAG_NAME, str(state.get("name", ""))),
+        RunTag(TAG_STATUS, str(state.get("status", "ACTIVE"))),
+        RunTag(TAG_UPDATED, str(state.get("updated_at", ""))),
+        RunTag(MLFLOW_RUN_NOTE, str(state.get("description", ""))[:5000]),
+    ]
+    with store_errors("tagging the analysis run"):
+        client.log_batch(run_id, tags=tags)

@@ -1,0 +1,133 @@
+"""Fixtures for analytics tests: an isolated cache dir and a small agent corpus with known counts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import AssessmentSource, SpanType
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path, monkeypatch):
+    path = tmp_path / "insights-cache"
+    monkeypatch.setenv("INSIGHTS_CACHE_DIR", str(path))
+    return path
+
+
+@mlflow.trace(span_type=SpanType.TOOL)
+def search(q: str, fail: bool) -> str:
+    if fail:
+        raise ValueError("search down")
+    return f"found {q}"
+
+
+@mlflow.trace(span_type=SpanType.CHAT_MODEL)
+def llm(q: str, fail: bool, empty: bool) -> str:
+    mlflow.get_current_active_span().set_attribute(
+        "mlflow.chat.tokenUsage", {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15})
+    if fail:
+        raise RuntimeError("llm overloaded")
+    return "" if empty else f"answer to {q} " + "x" * (len(q) * 3)
+
+
+@mlflow.trace(name="agent", span_type=SpanType.AGENT)
+def agent(i: int, q: str) -> str:
+    mlflow.update_current_trace(tags={"idx": str(i), "parity": "even" if i % 2 == 0 else "odd"})
+    try:
+        found = search(q, fail=i % 5 == 0)
+    except ValueError:
+        found = ""
+    answer = llm(q, fail=i % 10 == 3, empty=i % 10 == 7)
+    return answer + found if answer else ""
+
+
+def log_agent_traces(experiment_id: str, start: int, n: int) -> list[str]:
+    """Run the toy agent for i in [start, start+n); return the trace ids in order."""
+    mlflow.set_experiment(experiment_id=experiment_id)
+    ids = []
+    for i in range(start, start + n):
+        try:
+            agent(i, f"question {i} " + "q" * (100 if i % 3 == 0 else 5))
+        except RuntimeError:
+            pass
+        ids.append(mlflow.get_last_active_trace_id())
+    mlflow.flush_trace_async_logging()
+    return ids
+
+
+def log_feedback(ids: list[str]) -> None:
+    """correctness on the first 8 traces: False where i % 4 == 0."""
+    for i, tid in enumerate(ids[:8]):
+        mlflow.log_feedback(trace_id=tid, name="correctness", value=i % 4 != 0,
+                            rationale="checked", source=AssessmentSource("HUMAN", "tester"))
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory) -> Path:
+    """An empty, fully migrated MLflow SQLite store; copying it skips MLflow's slow migrations."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def new_sqlite_store(template: Path, folder: Path) -> tuple[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    exp = mlflow.MlflowClient(uri).create_experiment(
+        f"exp-{uuid.uuid4().hex[:8]}", artifact_location=(folder / "artifacts").as_uri())
+    return uri, exp
+
+
+@contextlib.contextmanager
+def tracking(uri: str):
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture()
+def fresh_store(template_db, tmp_path):
+    """A new empty SQLite store (uri, experiment_id), set as the active tracking URI."""
+    uri, exp = new_sqlite_store(template_db, tmp_path / "store")
+    with tracking(uri):
+        yield uri, exp
+
+
+def _corpus(uri: str, exp: str):
+    with tracking(uri):
+        ids = log_agent_traces(exp, 0, 20)
+        log_feedback(ids)
+    return uri, exp, ids
+
+
+@pytest.fixture(scope="module")
+def sqlite_corpus(template_db, tmp_path_factory):
+    """20 traces (2 ERROR, 4 failed tool calls, 2 empty responses) + 8 feedbacks. Read only."""
+    return _corpus(*new_sqlite_store(template_db, tmp_path_factory.mktemp("corpus")))
+
+
+@pytest.fixture(scope="module")
+def server_corpus(mlflow_server):
+    """The same corpus logged through a real loopback `mlflow server`. Read only."""
+    exp = mlflow.MlflowClient(mlflow_server.uri).create_experiment(f"c-{uuid.uuid4().hex[:8]}")
+    return _corpus(mlflow_server.uri, exp)
+
+
+@pytest.fixture(params=["sqlite", "server"])
+def corpus(request):
+    return request.getfixturevalue(f"{request.param}_corpus")

@@ -1,0 +1,94 @@
+"""Trace SQL: Spark SQL answers checked by hand, refusals, and errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from insights.analytics import TRACES_SCHEMA_HELP, SqlResult, execute_sql
+from insights.errors import InvalidInputError
+
+
+def q(corpus, sql: str) -> SqlResult:
+    uri, exp, _ = corpus
+    return execute_sql(uri, exp, sql)
+
+
+def test_error_spans_query(corpus):
+    uri, exp, ids = corpus
+    r = q(corpus, "SELECT trace_id FROM traces "
+                  "WHERE size(filter(spans, s -> s.status_code = 'ERROR')) > 0 ORDER BY trace_id")
+    # search fails for i % 5 == 0, llm (and so agent) for i % 10 == 3
+    assert r.columns == ["trace_id"]
+    assert [row[0] for row in r.rows] == sorted(ids[i] for i in (0, 3, 5, 10, 13, 15))
+    assert r.to_dict()["row_count"] == 6
+
+
+def test_scalar_and_nested_columns(sqlite_corpus):
+    c = sqlite_corpus
+    r = q(c, "SELECT state, count(*) AS n FROM traces GROUP BY state ORDER BY state")
+    assert r.rows == [["ERROR", 2], ["OK", 18]]
+    r = q(c, "SELECT s.name, count(*) AS calls, sum(CASE WHEN s.status_code = 'ERROR' THEN 1 "
+             "ELSE 0 END) AS failures FROM traces LATERAL VIEW explode(spans) x AS s "
+             "WHERE s.span_type = 'TOOL' GROUP BY s.name")
+    assert r.rows == [["search", 20, 4]]
+    r = q(c, "SELECT tags['parity'] AS p, count(*) FROM traces GROUP BY 1 ORDER BY 1")
+    assert r.rows == [["even", 10], ["odd", 10]]
+    r = q(c, "SELECT a.value, count(*) FROM traces LATERAL VIEW explode(assessments) y AS a "
+             "WHERE a.name = 'correctness' GROUP BY 1 ORDER BY 1")
+    assert r.rows == [["false", 2], ["true", 6]]
+    r = q(c, "SELECT count(*) FROM traces WHERE exists(assessments, a -> a.value = 'false')")
+    assert r.rows == [[2]]
+    r = q(c, "SELECT sum(total_tokens), count(*) FROM traces WHERE length(request) > 100")
+    assert r.rows == [[7 * 15, 7]]  # i % 3 == 0 has the long question: 0,3,...,18
+    r = q(c, "SELECT count(*) FROM traces WHERE response = '\"\"'")
+    assert r.rows == [[2]]
+    r = q(c, "SELECT s.inputs FROM traces LATERAL VIEW explode(spans) x AS s "
+             "WHERE s.name = 'search' AND s.status_code = 'ERROR' LIMIT 1")
+    assert "question" in r.rows[0][0]
+    r = q(c, "SELECT * FROM traces LIMIT 1")
+    assert r.columns[:3] == ["trace_id", "request_time", "request_time_ms"]
+    assert isinstance(r.rows[0][1], str)  # timestamps come back as ISO strings
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM traces",
+    "INSERT INTO traces SELECT * FROM traces",
+    "UPDATE traces SET state = 'OK'",
+    "DROP TABLE traces",
+    "CREATE TABLE x AS SELECT 1",
+    "ATTACH 'other.db'",
+    "COPY traces TO '/tmp/x.csv'",
+    "PRAGMA database_list",
+    "SET memory_limit = '1GB'",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SELECT 1; SELECT 2",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM read_parquet('x.parquet')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM trace_rows",
+    "WITH x AS (SELECT 1) DELETE FROM traces",
+])
+def test_refused(sqlite_corpus, sql):
+    with pytest.raises(InvalidInputError) as err:
+        q(sqlite_corpus, sql)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("sql, fragment", [
+    ("SELECT no_such_column FROM traces", "no_such_column"),
+    ("SELEC trace_id FROM traces", "SELEC"),
+    ("SELECT trace_id FROM traces WHERE (", "parse"),
+    ("", "empty"),
+])
+def test_bad_sql(sqlite_corpus, sql, fragment):
+    with pytest.raises(InvalidInputError) as err:
+        q(sqlite_corpus, sql)
+    assert fragment.lower() in str(err.value).lower()
+    assert "\n" not in str(err.value)
+
+
+def test_schema_help_mentions_columns():
+    for col in ("trace_id", "request_time", "execution_time_ms", "spans", "assessments",
+                "status_code", "LATERAL VIEW explode"):
+        assert col in TRACES_SCHEMA_HELP

@@ -1,0 +1,165 @@
+"""Several processes writing at the same moment, on one SQLite store and on a real server.
+
+Each worker is a separate Python process (tests/helpers/concurrency_worker.py) with its own
+InsightsClient; all of them wait at a file barrier and are released together so they race.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from helpers.fixtures import sqlite_template, tracking_uri  # noqa: F401  (faster fresh stores)
+from helpers.insights_helpers import parent_runs
+from insights import InsightsClient
+
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+WORKER = TESTS_DIR / "helpers" / "concurrency_worker.py"
+WORKERS = 4
+UPDATES = 5
+# Repeat every test in one session (one server start) to measure flakiness:
+# INSIGHTS_CONCURRENCY_ROUNDS=20 pytest tests/test_concurrency.py
+ROUNDS = int(os.environ.get("INSIGHTS_CONCURRENCY_ROUNDS", "1"))
+rounds = pytest.mark.parametrize("round_", range(ROUNDS), ids=lambda r: f"round{r}")
+
+
+def run_workers(mode: str, n: int, args: dict, tmp_path: Path) -> list[dict]:
+    """Start ``n`` worker processes, release them together, return their JSON results."""
+    barrier = Path(tempfile.mkdtemp(dir=tmp_path, prefix=f"barrier-{mode}-"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO_ROOT), str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), mode, str(barrier), str(i), json.dumps(args)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        )
+        for i in range(n)
+    ]
+    try:
+        deadline = time.monotonic() + 180
+        while len(list(barrier.glob("ready-*"))) < n:
+            dead = [p for p in procs if p.poll() is not None]
+            if dead:
+                out, err = dead[0].communicate()
+                pytest.fail(f"worker exited before the barrier:\n{err[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("workers did not reach the barrier")
+            time.sleep(0.01)
+        (barrier / "go").touch()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, f"worker failed (rc={p.returncode}):\n{err[-4000:]}"
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def journal_changes(mc: MlflowClient, run_id: str, folder: str) -> list[dict]:
+    """The entity's change files in fold order (their names sort by write time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mc.download_artifacts(run_id, folder, tmp))
+        return [yaml.safe_load(p.read_text()) for p in sorted(local.glob("*.yaml"))]
+
+
+def last_set(changes: list[dict], field: str):
+    values = [c["set"][field] for c in changes if field in (c.get("set") or {})]
+    return values[-1] if values else None
+
+
+@rounds
+@pytest.mark.parametrize("mode", ["analysis", "analysis_issue"])
+def test_racing_first_analyses_end_under_exactly_one_parent(store, tmp_path, mode, round_):
+    uri, exp = store
+    mc = MlflowClient(uri)
+    results = run_workers(mode, WORKERS, {"uri": uri, "experiment_id": exp}, tmp_path)
+    run_ids = sorted(r["run_id"] for r in results)
+    assert len(set(run_ids)) == WORKERS
+
+    parents = parent_runs(mc, exp)
+    assert len(parents) == 1, [p.info.run_id for p in parents]
+    parent_id = parents[0].info.run_id
+    assert parents[0].info.run_name == "Insights"
+    active_parents = mc.search_runs([exp], "tags.`mlflow.insights.type` = 'parent'",
+                                    run_view_type=ViewType.ACTIVE_ONLY)
+    assert [p.info.run_id for p in active_parents] == [parent_id]
+
+    for run_id in run_ids:
+        run = mc.get_run(run_id)
+        assert run.info.lifecycle_stage == "active"
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        assert run.data.tags["mlflow.insights.type"] == "analysis"
+
+    client = InsightsClient(uri)
+    assert sorted(a.run_id for a in client.list_analyses(exp)) == run_ids
+    if mode == "analysis_issue":
+        # the loser of the parent race adopts the winner: no issue is lost
+        issues = client.list_issues(exp)
+        assert sorted(i.issue_id for i in issues) == sorted(r["issue_id"] for r in results)
+        assert sorted(i.source_run_id for i in issues) == run_ids
+
+
+@rounds
+def test_concurrent_hypothesis_updates_keep_all_evidence(store, tmp_path, round_):
+    uri, exp = store
+    client = InsightsClient(uri)
+    mc = MlflowClient(uri)
+    run_id = client.create_analysis(exp, run_name="Shared")
+    hid = client.create_hypothesis(run_id, "Shared hypothesis")
+    results = run_workers("hypothesis", WORKERS, {
+        "uri": uri, "run_id": run_id, "hypothesis_id": hid, "updates": UPDATES}, tmp_path)
+
+    expected = {f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)}
+    for h in (client.get_hypothesis(run_id, hid), client.list_hypotheses(run_id)[0]):
+        assert len(h.evidence) == WORKERS * UPDATES
+        assert set(h.trace_ids) == expected
+        for e in h.evidence:
+            worker, update = e.trace_id[len("tr-w"):].split("-u")
+            assert e.rationale == f"worker {worker} update {update}"
+            assert e.supports is (int(update) % 2 == 0)
+        written = {s for r in results for s in r["statuses"]}
+        assert h.status.value in written
+        changes = journal_changes(mc, run_id, f"insights_journal/hypothesis_{hid}")
+        assert len(changes) == 1 + WORKERS * UPDATES
+        assert h.status.value == last_set(changes, "status")
+
+
+@rounds
+def test_concurrent_issue_updates_keep_all_evidence(store, tmp_path, round_):
+    uri, exp = store
+    client = InsightsClient(uri)
+    mc = MlflowClient(uri)
+    run_id = client.create_analysis(exp, run_name="Shared")
+    iid = client.create_issue(run_id, "Shared issue", severity="LOW")
+    results = run_workers("issue", WORKERS, {
+        "uri": uri, "run_id": run_id, "issue_id": iid, "updates": UPDATES}, tmp_path)
+
+    expected = {f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)}
+    [parent] = parent_runs(mc, exp)
+    changes = journal_changes(mc, parent.info.run_id, f"insights_journal/issue_{iid}")
+    assert len(changes) == 1 + WORKERS * UPDATES
+    written = {tuple(w) for r in results for w in r["written"]}
+    for issue in (client.get_issue(iid, experiment_id=exp), client.list_issues(exp)[0]):
+        assert issue.issue_id == iid
+        assert len(issue.evidence) == WORKERS * UPDATES
+        assert set(issue.trace_ids) == expected
+        assert (issue.status.value, issue.severity.value) in written
+        assert issue.status.value == last_set(changes, "status")
+        assert issue.severity.value == last_set(changes, "severity")

@@ -1,0 +1,404 @@
+"""The analyze-experiment nodes. Each reads what it needs from MLflow through InsightsClient and
+writes what it learned before returning, so a node re-run after an interrupt or a crash does
+no double work: drafts carry keys, and existing keys are skipped.
+
+Interrupts (via ``people.ask``) come first in a node, before it writes anything, and there is at
+most one per node.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+from langgraph.config import get_stream_writer
+from langgraph.runtime import Runtime
+
+from agent.plans import Plan
+from agent.toolkit import TraceToolkit
+from workflows.analyze_experiment.people import apply_edits, ask, create_person_hypothesis
+from workflows.analyze_experiment.state import AnalysisState, WorkflowContext
+
+ORDER = [
+    "setup", "understand_agent", "confirm_description", "choose_focus", "create_analysis",
+    "census", "census_issues", "propose_hypotheses", "review_hypotheses", "test_hypotheses",
+    "issues_from_hypotheses", "review_issues", "choose_assessments", "choose_report_path",
+    "report", "log_assessments", "complete",
+]
+FOCUS_OPTIONS = ["general analysis", "errors", "latency", "empty or poor responses",
+                 "failing assessments"]
+ISSUE_EVIDENCE = 20
+
+
+def say(message: str, **extra: Any) -> None:
+    """Progress on LangGraph's custom stream, for the terminal and any embedding app."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:
+        return
+    writer({"kind": "progress", "message": message, **extra})
+
+
+def _toolkit(ctx: WorkflowContext, state: AnalysisState) -> TraceToolkit:
+    return TraceToolkit(ctx.client, state["experiment_id"], state.get("run_id"), progress=say)
+
+
+def _mark(ctx: WorkflowContext, state: AnalysisState, phase: str, **meta: Any) -> dict[str, Any]:
+    if state.get("run_id"):
+        ctx.client.update_analysis(state["run_id"], metadata={"phase": phase, **meta})
+    return {"phase": phase}
+
+
+def _done(state: AnalysisState, node: str) -> bool:
+    """True when a resumed analysis has already passed ``node``."""
+    phase = state.get("phase")
+    return phase in ORDER and ORDER.index(phase) >= ORDER.index(node)
+
+
+# ---------------------------------------------------------------------- before the analysis
+
+
+def setup(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    """Check the experiment and its traces; on --resume, rehydrate the pointers from MLflow."""
+    ctx = runtime.context
+    if state.get("run_id"):
+        analysis = ctx.client.get_analysis(state["run_id"])
+        meta = analysis.metadata or {}
+        say(f"resuming analysis {analysis.run_id} ({analysis.name}) at phase {meta.get('phase')}")
+        return {"experiment_id": analysis.experiment_id, "phase": meta.get("phase", "create_analysis"),
+                "description": meta.get("agent_description", analysis.description),
+                "focus": meta.get("focus", "general analysis"),
+                "log_assessments": bool(meta.get("log_assessments", False)),
+                "report_path": meta.get("report_path", "")}
+    experiment_id = state["experiment_id"]
+    total = TraceToolkit(ctx.client, experiment_id).count()
+    if total == 0:
+        raise ValueError(f"Experiment {experiment_id} has no traces to analyze")
+    say(f"experiment {experiment_id}: {total} traces")
+    return {"phase": "setup"}
+
+
+def understand_agent(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    if _done(state, "understand_agent") or state.get("draft_description"):
+        return {}
+    ctx = runtime.context
+    say("reading sample traces, trace names and TOOL spans to understand the agent")
+    facts = _toolkit(ctx, state).agent_facts()
+    description = ctx.analyst.describe_agent(facts)
+    say(f"agent description: {description}")
+    return {"draft_description": description, "phase": "understand_agent"}
+
+
+def confirm_description(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    if _done(state, "confirm_description"):
+        return {}
+    draft = state.get("draft_description", "")
+    answer = ask(runtime.context, "confirm_description", {"description": draft},
+                 {"description": draft})
+    updates = apply_edits(runtime.context, state, answer)
+    return {**updates, "description": (answer.get("description") or draft).strip(),
+            "phase": "confirm_description"}
+
+
+def choose_focus(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    if _done(state, "choose_focus"):
+        return {}
+    answer = ask(runtime.context, "choose_focus", {"options": FOCUS_OPTIONS},
+                 {"focus": state.get("focus") or "general analysis"})
+    updates = apply_edits(runtime.context, state, answer)
+    return {**updates, "focus": (answer.get("focus") or "general analysis").strip(),
+            "phase": "choose_focus"}
+
+
+def create_analysis(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if state.get("run_id"):
+        return {}
+    focus = state.get("focus") or "general analysis"
+    run_name = _run_name(focus)
+    today = dt.date.today().isoformat()
+    name = (f"Experiment {state['experiment_id']} Comprehensive Analysis - {today}"
+            if focus == "general analysis" else f"{focus.title()} Analysis - {today}")
+    description = f"Agent: {state.get('description', '')}. Focus: {focus}."
+    run_id = ctx.client.create_analysis(
+        state["experiment_id"], run_name=run_name, name=name, description=description,
+        metadata={"phase": "create_analysis", "focus": focus, "analyst": ctx.analyst.name,
+                  "agent_description": state.get("description", ""), "thread_id": _thread_id()},
+    )
+    say(f"created analysis run {run_id} ({run_name})", run_id=run_id)
+    for item in state.get("pending_hypotheses") or []:
+        create_person_hypothesis(ctx, run_id, item)
+    return {"run_id": run_id, "phase": "create_analysis", "pending_hypotheses": []}
+
+
+def _thread_id() -> str | None:
+    """The checkpointer thread, so --resume on this machine can answer a pending question."""
+    from langgraph.config import get_config
+
+    try:
+        return get_config().get("configurable", {}).get("thread_id")
+    except RuntimeError:
+        return None
+
+
+def _run_name(focus: str) -> str:
+    names = {"general analysis": "Full Analysis", "errors": "Error Investigation",
+             "latency": "Latency Analysis", "empty or poor responses": "Quality Review",
+             "failing assessments": "Quality Review"}
+    return names.get(focus, f"{' '.join(focus.split()[:3]).title()} Investigation")
+
+
+# ---------------------------------------------------------------------- census
+
+
+def census(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "census"):
+        return {}
+    from insights.errors import NotFoundError
+
+    try:
+        ctx.client.get_baseline_census(state["run_id"])
+        say("baseline census already stored")
+    except NotFoundError:
+        say("computing the baseline census over all traces")
+        result = ctx.client.create_baseline_census(state["run_id"], progress=say)
+        say(f"census: {result.get('total_traces')} traces, error rate "
+            f"{(result.get('error_rate') or 0):.1%}")
+    return _mark(ctx, state, "census")
+
+
+def census_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "census_issues"):
+        return {}
+    data = ctx.client.get_baseline_census(state["run_id"])
+    drafts = ctx.analyst.census_issues(data, _toolkit(ctx, state))
+    known = _issue_keys(ctx, state)
+    for draft in drafts:
+        if draft.key in known:
+            continue
+        issue_id = ctx.client.create_issue(
+            state["run_id"], draft.title, draft.description, draft.severity,
+            evidence=[e.model_dump() for e in draft.evidence],
+            metadata={"key": draft.key, "source": "census", "metrics": draft.metrics},
+        )
+        say(f"issue from census: [{draft.severity}] {draft.title}", issue_id=issue_id)
+    return _mark(ctx, state, "census_issues")
+
+
+def _issue_keys(ctx: WorkflowContext, state: AnalysisState) -> set[str]:
+    return {(i.metadata or {}).get("key") for i in ctx.client.list_issues(state["experiment_id"])
+            if i.source_run_id == state["run_id"]}
+
+
+# ---------------------------------------------------------------------- hypotheses
+
+
+def propose_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "propose_hypotheses"):
+        return {}
+    data = ctx.client.get_baseline_census(state["run_id"])
+    drafts = ctx.analyst.propose_hypotheses(data, state.get("focus", ""), _toolkit(ctx, state))
+    known = {(h.metadata or {}).get("key") for h in ctx.client.list_hypotheses(state["run_id"])}
+    for draft in drafts:
+        if draft.key in known:
+            continue
+        metadata = {"key": draft.key, "source": ctx.analyst.name, "kind": draft.kind,
+                    "issue_title": draft.issue_title}
+        if draft.plan is not None:
+            metadata["plan"] = draft.plan.model_dump()
+        hid = ctx.client.create_hypothesis(state["run_id"], draft.statement, draft.testing_plan,
+                                           rationale=draft.rationale, metadata=metadata)
+        say(f"hypothesis: {draft.statement}", hypothesis_id=hid)
+    return _mark(ctx, state, "propose_hypotheses")
+
+
+def review_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "review_hypotheses"):
+        return {}
+    items = [{"hypothesis_id": h.hypothesis_id, "statement": h.statement, "rationale": h.rationale,
+              "testing_plan": h.testing_plan}
+             for h in ctx.client.list_hypotheses(state["run_id"]) if h.status.value == "TESTING"]
+    answer = ask(ctx, "review_hypotheses", {"hypotheses": items}, {"approve": True})
+    apply_edits(ctx, state, answer)
+    return _mark(ctx, state, "review_hypotheses")
+
+
+def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    """Test every hypothesis still TESTING, one at a time, re-reading MLflow between them so a
+    hypothesis the person abandons meanwhile gets no more work."""
+    ctx = runtime.context
+    toolkit = _toolkit(ctx, state)
+    while True:
+        pending = [h for h in ctx.client.list_hypotheses(state["run_id"])
+                   if h.status.value == "TESTING" and not (h.metadata or {}).get("untestable")]
+        if not pending:
+            break
+        # Findings that others are tested against (their exclusions) go first.
+        pending.sort(key=lambda x: len(((x.metadata or {}).get("plan") or {}).get("exclude") or []))
+        h = pending[0]
+        say(f"testing hypothesis: {h.statement}", hypothesis_id=h.hypothesis_id)
+        say(f"testing plan:\n{h.testing_plan}", hypothesis_id=h.hypothesis_id)
+        verdict = ctx.analyst.test_hypothesis(h, toolkit)
+        current = ctx.client.get_hypothesis(state["run_id"], h.hypothesis_id)
+        if current.status.value != "TESTING":
+            say(f"hypothesis changed to {current.status.value} meanwhile; dropping the result")
+            continue
+        if verdict.status not in ("VALIDATED", "REJECTED"):
+            ctx.client.update_hypothesis(state["run_id"], h.hypothesis_id,
+                                         metadata={"untestable": verdict.reason})
+            say(f"left untested: {verdict.reason}")
+            continue
+        ctx.client.update_hypothesis(
+            state["run_id"], h.hypothesis_id, status=verdict.status,
+            add_evidence=[e.model_dump() for e in verdict.evidence], metrics=verdict.metrics,
+            metadata={"verdict_reason": verdict.reason},
+        )
+        supports = sum(e.supports for e in verdict.evidence)
+        say(f"{verdict.status}: {verdict.reason} (evidence: {supports} supporting, "
+            f"{len(verdict.evidence) - supports} refuting)", hypothesis_id=h.hypothesis_id,
+            verdict=verdict.status)
+    # A resumed analysis past this phase keeps its later answers: don't rewind the phase.
+    return {} if _done(state, "test_hypotheses") else _mark(ctx, state, "test_hypotheses")
+
+
+def issues_from_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "issues_from_hypotheses"):
+        return {}
+    run_id = state["run_id"]
+    issues = ctx.client.list_issues(state["experiment_id"])
+    done = {i.hypothesis_id for i in issues if i.hypothesis_id}
+    total = TraceToolkit(ctx.client, state["experiment_id"]).count()
+    for h in ctx.client.list_hypotheses(run_id):
+        if h.status.value != "VALIDATED" or h.hypothesis_id in done:
+            continue
+        evidence, affected = _issue_evidence(ctx, state, h)
+        severity = _severity(affected, total)
+        title = (h.metadata or {}).get("issue_title") or h.statement[:80]
+        issue_id = ctx.client.create_issue(
+            run_id, title,
+            f"{h.statement}. {(h.metadata or {}).get('verdict_reason', '')}. Impact: {affected} of "
+            f"{total} traces ({affected / max(total, 1):.1%}).",
+            severity, hypothesis_id=h.hypothesis_id, evidence=evidence,
+            metadata={"key": f"hypothesis:{h.hypothesis_id}", "source": "hypothesis",
+                      "affected_traces": affected},
+        )
+        say(f"issue from validated hypothesis: [{severity}] {title}", issue_id=issue_id)
+    return _mark(ctx, state, "issues_from_hypotheses")
+
+
+def _issue_evidence(ctx, state, h) -> tuple[list[dict[str, Any]], int]:
+    """The hypothesis's supporting evidence plus more traces showing the problem (all data)."""
+    evidence = [e.model_dump() for e in h.evidence if e.supports]
+    raw = (h.metadata or {}).get("plan")
+    if not raw:
+        return evidence, len({e["trace_id"] for e in evidence})
+    plan = Plan.model_validate(raw)
+    where = f"({plan.cohort}) AND ({plan.outcome})"
+    toolkit = _toolkit(ctx, state)
+    affected = toolkit.count(where)
+    rows = toolkit.sql(f"SELECT trace_id FROM traces WHERE {where} ORDER BY request_time_ms "
+                       f"LIMIT {ISSUE_EVIDENCE}").rows
+    seen = {e["trace_id"] for e in evidence}
+    for (trace_id,) in rows:
+        if trace_id not in seen and len(evidence) < ISSUE_EVIDENCE:
+            evidence.append({"trace_id": trace_id, "supports": True,
+                             "rationale": f"in {plan.cohort_label} with {plan.outcome_label}"})
+            seen.add(trace_id)
+    return evidence, affected
+
+
+def _severity(affected: int, total: int) -> str:
+    share = affected / max(total, 1)
+    return "CRITICAL" if share >= 0.25 else "HIGH" if share >= 0.05 else "MEDIUM" if share >= 0.01 else "LOW"
+
+
+# ---------------------------------------------------------------------- review and wrap-up
+
+
+def review_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "review_issues"):
+        return {}
+    issues = [i for i in ctx.client.list_issues(state["experiment_id"])
+              if i.source_run_id == state["run_id"] and not (i.metadata or {}).get("review")]
+    items = [{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
+              "description": i.description, "trace_count": len(i.trace_ids),
+              "examples": [e.model_dump(include={"trace_id", "rationale"}) for e in i.evidence[:2]]}
+             for i in issues]
+    default = {"decisions": {i.issue_id: "accept" for i in issues}}
+    answer = ask(ctx, "review_issues", {"issues": items}, default)
+    apply_edits(ctx, state, answer)
+    decisions = {**default["decisions"], **(answer.get("decisions") or {})}
+    for issue in issues:
+        decision = str(decisions.get(issue.issue_id, "accept")).lower()
+        if decision == "reject":
+            ctx.client.update_issue(state["run_id"], issue.issue_id, status="REJECTED",
+                                    metadata={"review": "rejected"})
+        else:
+            ctx.client.update_issue(state["run_id"], issue.issue_id, metadata={"review": "accepted"})
+        say(f"issue {decision}ed: {issue.title}", issue_id=issue.issue_id)
+    return _mark(ctx, state, "review_issues")
+
+
+def choose_assessments(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "choose_assessments"):
+        return {}
+    answer = ask(ctx, "log_assessments", {"question": "Log an assessment on every trace of each "
+                                          "accepted issue?"}, {"log": False})
+    apply_edits(ctx, state, answer)
+    log = bool(answer.get("log"))
+    return {**_mark(ctx, state, "choose_assessments", log_assessments=log), "log_assessments": log}
+
+
+def choose_report_path(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if _done(state, "choose_report_path"):
+        return {}
+    default_path = os.path.join(ctx.report_dir, f"insights-report-{state['run_id'][:8]}.md")
+    answer = ask(ctx, "report_path", {"question": "Where should the report be saved?"},
+                 {"path": default_path})
+    apply_edits(ctx, state, answer)
+    path = os.path.abspath(os.path.expanduser(answer.get("path") or default_path))
+    return {**_mark(ctx, state, "choose_report_path", report_path=path), "report_path": path}
+
+
+def report(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    from agent.report import write_report
+
+    path = state.get("report_path") or os.path.join(ctx.report_dir, "insights-report.md")
+    say(f"writing the report to {path}")
+    write_report(ctx.client, state["experiment_id"], state["run_id"], path,
+                 usage=ctx.analyst.usage())
+    return _mark(ctx, state, "report")
+
+
+def log_assessments(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    if not state.get("log_assessments"):
+        return _mark(ctx, state, "log_assessments")
+    from agent.assessments import log_issue_assessments
+
+    for issue in ctx.client.list_issues(state["experiment_id"]):
+        meta = issue.metadata or {}
+        if issue.source_run_id != state["run_id"] or meta.get("review") != "accepted":
+            continue
+        if meta.get("assessments_logged"):
+            continue
+        count = log_issue_assessments(ctx.client, state["run_id"], issue)
+        say(f"logged {count} assessments for: {issue.title}", issue_id=issue.issue_id)
+    return _mark(ctx, state, "log_assessments")
+
+
+def complete(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    ctx = runtime.context
+    ctx.client.update_analysis(state["run_id"], status="COMPLETED", metadata={"phase": "complete"})
+    say(f"analysis {state['run_id']} COMPLETED", run_id=state["run_id"])
+    return {"phase": "complete"}
