@@ -27,7 +27,7 @@ MAX_PER_OUTCOME = 3
 MAX_HYPOTHESES = 12
 MAX_WORDS = 150
 OVERLAP_FOR_EXCLUDE = 0.3
-OVERLAP_FOR_PROXY = 0.5      # a word this entangled with a structural feature is its proxy
+NESTED_SHARE = 0.9           # a feature with this share of its traces inside another's is nested in it
 MAX_SEGMENT_CHECKS = 3
 SEGMENT_MIN_SHARE, SEGMENT_MAX_SHARE = 0.05, 0.5
 STRUCTURAL = ("tool", "length", "window", "segment")
@@ -70,6 +70,7 @@ class Candidate:
     p_value: float
     ratio: float
     exclude: list[str] = field(default_factory=list)
+    within: list[str] = field(default_factory=list)
 
 
 def outcomes(frame: TraceFrame) -> list[Outcome]:
@@ -236,8 +237,8 @@ def _structural_first(found: list[Candidate]) -> list[Candidate]:
 
     Of two overlapping candidates, the one whose effect survives with the other's traces set
     aside goes first (it explains the other, not the reverse). When neither survives alone
-    they are entangled, and a tool, length, window or segment goes ahead of a word that merely
-    tracks it. One of several words selecting the same traces is kept.
+    they are entangled (see ``_entangled_goes_first``). One of several words selecting the
+    same traces is kept.
     """
     ordered: list[Candidate] = []
     for cand in found:
@@ -248,12 +249,51 @@ def _structural_first(found: list[Candidate]) -> list[Candidate]:
             if _overlap(cand, other) < OVERLAP_FOR_EXCLUDE:
                 continue
             mine, theirs = _survives_without(cand, other), _survives_without(other, cand)
-            entangled_proxy = (not mine and not theirs and other.feature.kind == "word"
-                               and cand.feature.kind in STRUCTURAL)
-            if (mine and not theirs) or entangled_proxy:
+            if not mine and not theirs:
+                goes_first = _entangled_goes_first(cand, other)
+            else:
+                goes_first = mine and not theirs
+            if goes_first:
                 position = min(position, i)
         ordered.insert(position, cand)
-    return ordered
+    return _independent_first(ordered)
+
+
+def _entangled_goes_first(cand: Candidate, other: Candidate) -> bool:
+    """Neither survives without the other: which of the two is tested first?
+
+    When one feature's traces lie (almost) inside the other's, the narrower one is the specific
+    explanation: the broader pattern's effect vanished once the narrower traces were set aside,
+    and the narrower one cannot be tried outside the broader by construction. Otherwise a tool,
+    length, window or segment goes ahead of a word that merely tracks it.
+    """
+    if _nested_in(cand, other):
+        return True
+    if _nested_in(other, cand):
+        return False
+    return other.feature.kind == "word" and cand.feature.kind in STRUCTURAL
+
+
+def _nested_in(inner: Candidate, outer: Candidate) -> bool:
+    n = int(inner.feature.mask.sum())
+    return n < int(outer.feature.mask.sum()) and (
+        int((inner.feature.mask & outer.feature.mask).sum()) >= NESTED_SHARE * n)
+
+
+def _independent_first(ordered: list[Candidate]) -> list[Candidate]:
+    """Candidates explained by an earlier one go last, so they don't crowd out real ones.
+
+    A candidate whose effect disappears once an earlier, overlapping candidate's traces are set
+    aside would be rejected by its plan anyway; it only takes a slot under MAX_PER_OUTCOME
+    when nothing independent is left.
+    """
+    independent, explained = [], []
+    for cand in ordered:
+        earlier = independent + explained
+        covered = any(_overlap(cand, e) >= OVERLAP_FOR_EXCLUDE and not _survives_without(cand, e)
+                      for e in earlier)
+        (explained if covered else independent).append(cand)
+    return independent + explained
 
 
 def _survives_without(cand: Candidate, other: Candidate) -> bool:
@@ -302,12 +342,17 @@ def _score(outcome: Outcome, feature: Feature) -> Candidate:
 
 
 def _with_exclusions(found: list[Candidate]) -> list[Candidate]:
-    """A weaker candidate whose problem traces overlap a stronger one's must survive without them."""
+    """A weaker candidate whose problem traces overlap a stronger one's must survive without them,
+    or, when it lies inside the stronger one, must stand out against the rest of it."""
     for i, cand in enumerate(found):
         hits = cand.feature.mask & cand.outcome.mask
         for stronger in found[:i]:
             other = stronger.feature.mask & stronger.outcome.mask
             union = (hits | other).sum()
-            if union and (hits & other).sum() / union >= OVERLAP_FOR_EXCLUDE:
+            if not union or (hits & other).sum() / union < OVERLAP_FOR_EXCLUDE:
+                continue
+            if _nested_in(cand, stronger):   # setting the broader aside would leave nothing
+                cand.within.append(stronger.feature.sql)
+            else:
                 cand.exclude.append(stronger.feature.sql)
     return found

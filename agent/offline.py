@@ -166,6 +166,7 @@ class OfflineAnalyst:
         else:
             plan = Plan.model_validate(raw)
         plan.exclude = validated_exclusions(plan.exclude, plan.outcome, toolkit)
+        plan.within = validated_exclusions(plan.within, plan.outcome, toolkit)
         result = run_plan(plan, toolkit.stats, toolkit.progress)
         stats = result.adjusted if result.adjusted and result.adjusted["cohort"]["n"] else result.stats
         evidence = evidence_from_stats(plan, stats, toolkit)
@@ -204,7 +205,7 @@ def draft_from_candidate(c: Candidate) -> HypothesisDraft:
     plan = Plan(
         cohort=f"({f.sql}){scope}", control=f"NOT ({f.sql}){scope}", outcome=o.sql,
         cohort_label=f.label, control_label=f"the other {'assessed ' if scope else ''}traces",
-        outcome_label=o.noun, exclude=list(c.exclude),
+        outcome_label=o.noun, exclude=list(c.exclude), within=list(c.within),
     )
     statement = f"{_cap(f.label)} {o.label} more often than {plan.control_label}"
     if f.kind == "window":
@@ -214,6 +215,8 @@ def draft_from_candidate(c: Candidate) -> HypothesisDraft:
                  f"({c.control_events / max(c.control_n, 1):.0%}) of the rest (p={c.p_value:.1g}).")
     if c.exclude:
         rationale += " Its problem traces overlap a stronger pattern, so the test sets those aside."
+    if c.within:
+        rationale += " It lies inside a broader pattern, so the test also compares it with the rest of that pattern."
     return HypothesisDraft(
         key=f"mined:{o.key}:{f.key}", statement=statement, rationale=rationale,
         testing_plan=plan.prose(), plan=plan, issue_title=_issue_title(o.noun, f.label),

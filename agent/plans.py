@@ -38,6 +38,8 @@ class Plan(BaseModel):
     split: str = Field("holdout", description="holdout (test on unseen half) or all")
     exclude: list[str] = Field(default_factory=list,
                                description="predicates of stronger explanations to set aside")
+    within: list[str] = Field(default_factory=list,
+                              description="predicates of broader findings the cohort lies inside")
     rule: DecisionRule = Field(default_factory=DecisionRule)
 
     def steps(self) -> list[str]:
@@ -50,9 +52,15 @@ class Plan(BaseModel):
             f"Step 3: count traces with {self.outcome_label} (`{self.outcome}`) in each; compare "
             "the rates with a Fisher exact test and a 95% confidence interval on the difference.",
         ]
+        if self.within:
+            steps.append(f"Step {len(steps) + 1}: the cohort lies inside a broader pattern; if "
+                         "that pattern is validated, compare the cohort with the rest of its "
+                         "traces (" + "; ".join(f"`{w}`" for w in self.within) + ") instead: "
+                         "only a cohort still worse there is a problem of its own.")
         if self.exclude:
-            steps.append("Step 4: repeat after setting aside traces already explained by a "
-                         "validated hypothesis (" + "; ".join(f"`{e}`" for e in self.exclude) + ").")
+            steps.append(f"Step {len(steps) + 1}: repeat after setting aside traces already "
+                         "explained by a validated hypothesis ("
+                         + "; ".join(f"`{e}`" for e in self.exclude) + ").")
         steps.append(
             f"Step {len(steps) + 1}: VALIDATE if p < {rule.max_p_value}, the cohort rate is at "
             f"least {rule.min_rate_ratio}x the control rate and the cohort has at least "
@@ -86,6 +94,12 @@ def run_plan(plan: Plan, stats_fn: StatsFn, progress: Callable[[str], None] = la
     stats = stats_fn(cohort, control, plan.outcome)
     verdict, reason = decide(plan.rule, stats)
     adjusted = None
+    for broader in plan.within if verdict == "VALIDATED" else []:
+        progress(f"comparing with the rest of a broader validated finding: {broader}")
+        adjusted = stats_fn(cohort, f"({broader}) AND {control}", plan.outcome)
+        verdict, why = decide(plan.rule, adjusted)
+        reason = (f"{reason}; against the rest of the broader finding: {why}"
+                  if verdict == "VALIDATED" else f"no worse than the broader finding it lies in: {why}")
     if verdict == "VALIDATED" and plan.exclude:
         rest = " AND ".join(f"NOT ({e})" for e in plan.exclude)
         progress(f"setting aside traces explained by stronger findings: {rest}")

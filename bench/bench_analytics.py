@@ -132,7 +132,8 @@ def start_server(db: Path) -> tuple[subprocess.Popen, str]:
     log = open(db.with_suffix(".server.log"), "wb")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
                              f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "2"], stdout=log, stderr=subprocess.STDOUT)
+                             "--workers", "2", "--artifacts-destination", str(db.parent / "server-artifacts")],
+                            stdout=log, stderr=subprocess.STDOUT)
     uri = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:

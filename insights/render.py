@@ -33,9 +33,15 @@ def badge(value: Any, styles: dict[str, str] = _STATUS_STYLE) -> Text:
     return Text(text, style=styles.get(text, ""))
 
 
+def _id_column(table: Table, name: str, ids: list[str]) -> None:
+    """Ids are copied into the next command, so they are never wrapped or cut, even at 80 columns."""
+    table.add_column(name, no_wrap=True, min_width=max((len(i) for i in ids), default=len(name)))
+
+
 def analyses_table(items: list[Analysis]) -> Table:
     table = Table(title=f"Analyses ({len(items)})")
-    for col in ("run_id", "run name", "name", "status", "created", "updated"):
+    _id_column(table, "run_id", [x.run_id for x in items])
+    for col in ("run name", "name", "status", "created", "updated"):
         table.add_column(col, overflow="fold")
     for a in items:
         table.add_row(a.run_id, a.run_name, a.name, badge(a.status), when(a.created_at),
@@ -45,7 +51,8 @@ def analyses_table(items: list[Analysis]) -> Table:
 
 def hypotheses_table(items: list[Hypothesis]) -> Table:
     table = Table(title=f"Hypotheses ({len(items)})")
-    for col in ("hypothesis_id", "statement", "status", "traces", "supports", "refutes"):
+    _id_column(table, "hypothesis_id", [x.hypothesis_id for x in items])
+    for col in ("statement", "status", "traces", "supports", "refutes"):
         table.add_column(col, overflow="fold")
     for h in items:
         table.add_row(h.hypothesis_id, h.statement, badge(h.status), str(len(h.trace_ids)),
@@ -55,7 +62,8 @@ def hypotheses_table(items: list[Hypothesis]) -> Table:
 
 def issues_table(items: list[Issue]) -> Table:
     table = Table(title=f"Issues ({len(items)}), most traces first")
-    for col in ("issue_id", "title", "severity", "status", "traces", "created"):
+    _id_column(table, "issue_id", [x.issue_id for x in items])
+    for col in ("title", "severity", "status", "traces", "created"):
         table.add_column(col, overflow="fold")
     for i in items:
         table.add_row(i.issue_id, i.title, badge(i.severity, _SEVERITY_STYLE), badge(i.status),

@@ -20,6 +20,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_active_experiment():
+    """Tests that log traces through MLflow's fluent API set an active experiment; clear it so
+    no later test sees one it did not set."""
+    yield
+    mlflow.tracking.fluent._active_experiment_id = None
+
+
 @pytest.fixture()
 def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh SQLite tracking store; artifacts go to a folder beside it."""

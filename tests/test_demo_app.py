@@ -146,10 +146,11 @@ def check_harmless_requests_are_spanish_and_behave_like_the_rest(built) -> None:
 def test_caller_state_is_restored_and_seed_fixes_the_corpus(tracking_uri: str, tmp_path) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
     env_before = {k: os.environ.get(k) for k in EXPORT_TUNING}
+    active_before = mlflow.tracking.fluent._active_experiment_id
     first = build_demo_corpus(other, n_traces=15, seed=3, experiment_name="a", start=START)
     assert mlflow.get_tracking_uri() == tracking_uri
     assert {k: os.environ.get(k) for k in EXPORT_TUNING} == env_before
-    assert mlflow.tracking.fluent._active_experiment_id is None
+    assert mlflow.tracking.fluent._active_experiment_id == active_before
     assert len(MlflowClient(other).search_traces(locations=[first.experiment_id])) == 15
 
     second = build_demo_corpus(other, n_traces=15, seed=3, experiment_name="b", start=START)

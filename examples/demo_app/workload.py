@@ -17,7 +17,7 @@ from .catalog import CITIES, HOME_CITIES, USD_RATES, City
 KIND_WEIGHTS: dict[str, float] = {
     "weather": 0.15, "flights": 0.28, "hotels": 0.17, "currency": 0.15, "trip": 0.25,
 }
-MULTI_CITY_SHARE_OF_TRIPS = 0.4
+MULTI_CITY_SHARE_OF_TRIPS = 0.5
 SPANISH_SHARE = 0.2
 LONG_SHARE = 0.15
 LONG_MIN_CHARS = 450
