@@ -201,10 +201,10 @@ def _print_summary(console: Console, summary: dict[str, Any], output: Output) ->
         console.print(f"Model usage: {usage['model_calls']} calls, {usage['tokens']} tokens")
 
 
-@app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent demo --dir ./insights-demo --traces 600")
+@app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent demo --dir ./insights-demo --traces 800")
 def demo(
     directory: Path = typer.Option(Path("insights-demo"), "--dir", help="Where the demo store goes."),
-    traces: int = typer.Option(600, "--traces", min=50, help="How many demo traces to generate."),
+    traces: int = typer.Option(800, "--traces", min=50, help="How many demo traces to generate."),
     seed: int = typer.Option(7, "--seed"),
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:

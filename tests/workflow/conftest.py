@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-# 360 traces leave the failing-assessment fault (multi-city trips rated unsatisfied) below the
-# miner's screening threshold on the exploration half; 600 (the demo's default) recovers it.
-DEMO_TRACES = int(os.environ.get("WORKFLOW_DEMO_TRACES", "600"))
+# The demo's default size. The failing-assessment fault (multi-city trips rated unsatisfied) is
+# its weakest signal: at 600 traces some explore/holdout splits (they follow the random trace
+# ids) left it under the screen's thresholds (about 1 run in 10); at 800, 8 runs of 8 found it.
+DEMO_TRACES = int(os.environ.get("WORKFLOW_DEMO_TRACES", "800"))
 DEMO_SEED = 7
 # Tests that drive the workflow's mechanics (interrupts, resume, model mode) need traces, not
 # the fault statistics: a smaller corpus keeps them fast.

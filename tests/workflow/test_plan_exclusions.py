@@ -1,11 +1,11 @@
 """Exclusions in a testing plan may only set aside traces explained by a VALIDATED finding
 (agent/plans.py: "repeat after setting aside traces already explained by a validated
-hypothesis"). Here the excluded pattern is itself rejected, yet it still wipes out a real one.
+hypothesis"). Here the excluded pattern is itself rejected, and must not wipe out a real one.
 
-This is why the demo's failing-assessment fault (multi-city trips rated unsatisfied) is missed
-by some unattended runs: the miner attaches the long-request pattern as an exclusion to the
-'multi-city' word hypothesis, every multi-city request is long, so the cohort is empty after
-the exclusion and the hypothesis is REJECTED as "explained by a stronger finding".
+This once made unattended runs miss the demo's failing-assessment fault (multi-city trips rated
+unsatisfied): the miner attached the long-request pattern as an exclusion to the
+'multi-city' word hypothesis, every multi-city request is long, so the cohort was empty after
+the exclusion and the hypothesis was REJECTED as "explained by a stronger finding".
 """
 
 from __future__ import annotations
@@ -54,3 +54,30 @@ def test_exclusion_of_a_rejected_pattern_does_not_reject_a_real_finding(fresh_st
     assert by_key["test:long"].status.value == "REJECTED"
     multi = by_key["test:multi"]
     assert multi.status.value == "VALIDATED", multi.metadata.get("verdict_reason")
+
+
+BROAD = "length(request) > 120"   # holds every multi-city request, and much else
+
+
+def test_a_pattern_inside_a_validated_one_is_judged_against_the_rest_of_it(fresh_store: Store) -> None:
+    toolkit = TraceToolkit(fresh_store.client(), fresh_store.experiment_id)
+    assert toolkit.count(f"({MULTI}) AND NOT ({BROAD})") == 0, "premise: multi-city lies inside"
+
+    def plan(cohort: str) -> Plan:
+        p = _plan(cohort, [])
+        p.within = [BROAD]
+        return p
+
+    specific = run_plan(plan(MULTI), toolkit.stats)
+    assert specific.verdict == "VALIDATED", specific.reason
+    assert specific.adjusted is not None
+    rest = toolkit.count(f"({BROAD}) AND NOT ({MULTI}) AND {SCOPE}")
+    assert specific.adjusted["control"]["n"] == rest      # compared with the broad pattern's rest
+    # Half of the multi-city requests (by trace id) beat the other traces, but not the other half.
+    half = f"({MULTI}) AND substring(trace_id, length(trace_id), 1) < '8'"
+    p = _plan(half, [])
+    assert run_plan(p, toolkit.stats).verdict == "VALIDATED", "premise: it passes on its own"
+    p.within = [MULTI]
+    not_specific = run_plan(p, toolkit.stats)
+    assert not_specific.verdict == "REJECTED"
+    assert not_specific.reason.startswith("no worse than the broader finding"), not_specific.reason
