@@ -63,7 +63,7 @@ def main() -> None:
     ap.add_argument("--entities", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=120)
     root = Path(tempfile.mkdtemp(prefix="bench-lists-"))
 
     stores: list[tuple[str, str, str]] = []

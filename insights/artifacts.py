@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 import re
 import time
 import tempfile
@@ -138,24 +139,61 @@ def _parse(text: str, name: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+REMOTE_READ_THREADS = 16
+
+
 def read_yaml_dir(client, run_id: str, folder: str, prefix: str,
                   artifact_uri: str | None = None) -> list[dict[str, Any]]:
     """Read every ``{prefix}*.yaml`` directly in ``folder``.
 
     On a local artifact store the files are read in place (no copies, parsed once per
-    change); elsewhere the folder comes down in one download.
+    change); elsewhere one listing, then the files in parallel. Without the run's artifact URI
+    the folder comes down through MLflow's own download.
     """
     local_root = local_artifact_dir(artifact_uri)
     if local_root is not None:
         root = Path(local_root) / folder
         files = sorted(p for p in root.glob(f"{prefix}*.yaml") if p.is_file()) if root.is_dir() else []
         return [_load_cached(p) for p in files]
+    if artifact_uri:
+        return _read_remote_yaml_dir(client, folder, prefix, artifact_uri)
     with tempfile.TemporaryDirectory() as tmp:
         local = download_dir(client, run_id, folder, tmp)
         if local is None:
             return []
         files = sorted(p for p in Path(local).glob(f"{prefix}*.yaml") if p.is_file())
         return [_load(p) for p in files]
+
+
+def _read_remote_yaml_dir(client, folder: str, prefix: str, artifact_uri: str) -> list[dict[str, Any]]:
+    """One listing, then the matching files fetched side by side.
+
+    A remote store has no bulk download: each file is one request. MLflow's own folder download
+    runs 2 per CPU core at once; a list of a few hundred small YAML files is bound by round-trip
+    latency, not bandwidth, so more requests in flight make it several times faster.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    with store_errors("reading artifacts"):
+        repo = get_artifact_repository(artifact_uri, tracking_uri=client._tracking_client.tracking_uri)
+        try:
+            infos = repo.list_artifacts(folder)
+        except Exception as exc:  # a folder never written lists as missing on some stores
+            if _missing(exc):
+                return []
+            raise
+        paths = sorted(i.path for i in infos if not i.is_dir
+                       and os.path.basename(i.path).startswith(prefix) and i.path.endswith(".yaml"))
+        if not paths:
+            return []
+        with tempfile.TemporaryDirectory() as tmp, \
+                ThreadPoolExecutor(min(REMOTE_READ_THREADS, len(paths))) as pool:
+            def fetch(path: str) -> dict[str, Any]:
+                local = os.path.join(tmp, os.path.basename(path))
+                repo._download_file(remote_file_path=path, local_path=local)
+                return _load(Path(local))
+
+            return list(pool.map(fetch, paths))
 
 
 def local_artifact_dir(artifact_uri: str | None) -> str | None:
