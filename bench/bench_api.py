@@ -75,7 +75,7 @@ def main() -> None:
         ("API issues/list (all, JSON)", list_all),
         ("API issues/list (page of 25)", list_page),
         ("SDK list_issues", lambda: sdk.list_issues(exp)),
-        ("  of which: folder download", download_only),
+        ("(compare) download the folder instead", download_only),
         ("SDK list_analyses", lambda: sdk.list_analyses(exp)),
     ]
     list_all()  # warm up
