@@ -285,13 +285,15 @@ def _independent_first(ordered: list[Candidate]) -> list[Candidate]:
 
     A candidate whose effect disappears once an earlier, overlapping candidate's traces are set
     aside would be rejected by its plan anyway; it only takes a slot under MAX_PER_OUTCOME
-    when nothing independent is left.
+    when nothing independent is left. A candidate nested in an earlier one cannot survive
+    without it by construction; its plan compares it with the rest of that one instead, so it
+    keeps its place.
     """
     independent, explained = [], []
     for cand in ordered:
         earlier = independent + explained
-        covered = any(_overlap(cand, e) >= OVERLAP_FOR_EXCLUDE and not _survives_without(cand, e)
-                      for e in earlier)
+        covered = any(_overlap(cand, e) >= OVERLAP_FOR_EXCLUDE and not _nested_in(cand, e)
+                      and not _survives_without(cand, e) for e in earlier)
         (explained if covered else independent).append(cand)
     return independent + explained
 

@@ -73,10 +73,24 @@ def test_a_word_tracking_a_tool_goes_after_the_tool() -> None:
 def test_an_explained_candidate_does_not_crowd_out_an_independent_one() -> None:
     # "tool" explains "word" (same failing traces); "other" is an unrelated real pattern with a
     # weaker p-value. With three slots the independent one must come before the explained one.
-    tool, word, other = set(range(60)), set(range(15, 60)), set(range(300, 340))
+    tool, word, other = set(range(60)), set(range(15, 67)), set(range(300, 340))
     fails = _every(0, 60, 2) | _every(300, 340, 3) | _every(60, 300, 15) | _every(340, N, 15)
     c = _candidates(fails, {"tool": ("tool", tool), "word": ("word", word), "other": ("tool", other)})
     found = sorted(c.values(), key=lambda x: x.p_value)
     assert [x.feature.key for x in found][-1] == "other", "premise: the independent one is weakest"
     ordered = _structural_first(found)
     assert [x.feature.key for x in ordered] == ["tool", "other", "word"]
+
+
+def test_a_nested_pattern_keeps_its_place_among_independent_ones() -> None:
+    # "long" stands on its own and holds "word", which can never survive without it: that is
+    # what its within-comparison is for, not a reason to push it behind weaker patterns.
+    broad_rest_fails = _every(40, 150, 2)
+    other = set(range(300, 340))
+    fails = (FAILS_IN_NARROW | broad_rest_fails | _every(300, 340, 2) | _every(150, 300, 10)
+             | _every(340, N, 10))
+    c = _candidates(fails, {"long": ("length", BROAD), "word": ("word", NARROW),
+                            "other": ("tool", other)})
+    assert c["word"].p_value < c["other"].p_value < 0.01, "premise: the word ranks ahead"
+    keys = [x.feature.key for x in _structural_first(sorted(c.values(), key=lambda x: x.p_value))]
+    assert keys.index("word") < keys.index("other"), keys
