@@ -223,8 +223,12 @@ def draft_from_candidate(c: Candidate) -> HypothesisDraft:
     )
 
 
-def _issue_title(noun: str, label: str) -> str:
-    return f"{_cap(noun)} concentrated in {label}"[:90]
+def _issue_title(noun: str, label: str, limit: int = 120) -> str:
+    """A short title; a long one is cut at a word, never inside a quoted name."""
+    title = f"{_cap(noun)} concentrated in {label}"
+    if len(title) <= limit:
+        return title
+    return title[:limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def _cap(text: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 from langgraph.types import Command
 from rich.console import Console
 from rich.panel import Panel
-from rich.prompt import Confirm, Prompt
+from rich.prompt import Prompt
 from rich.table import Table
 
 Ask = Callable[[dict[str, Any]], dict[str, Any]]
@@ -113,18 +113,34 @@ class TerminalPrompts:
         edits.setdefault("abandon", []).extend(reject)
         return {"approve": True, **edits}
 
+    def _yes_no(self, question: str, default: bool) -> tuple[bool, dict[str, Any]]:
+        """A y/n question that, like every prompt, also takes '+ statement' and '- N'."""
+        edits: dict[str, Any] = {}
+        while True:
+            text, found = self._prompt(f"{question} [y/n]", "y" if default else "n")
+            for key, values in found.items():
+                edits.setdefault(key, []).extend(values)
+            answer = text.strip().lower()
+            if answer in ("y", "yes", "n", "no"):
+                return answer.startswith("y"), edits
+            self.console.print("[dim]answer y or n (or + statement, - N)[/dim]")
+
     def _review_issues(self, payload):
-        decisions = {}
+        decisions: dict[str, str] = {}
+        edits: dict[str, Any] = {}
         for issue in payload["issues"]:
             examples = "\n".join(f"  {e['trace_id']}: {e['rationale']}" for e in issue["examples"])
             self.console.print(Panel(f"{issue['description']}\n\nTraces: {issue['trace_count']}\n"
                                      f"{examples}", title=f"[{issue['severity']}] {issue['title']}"))
-            keep = Confirm.ask("Accept this issue?", default=True, console=self.console)
+            keep, found = self._yes_no("Accept this issue?", default=True)
+            for key, values in found.items():
+                edits.setdefault(key, []).extend(values)
             decisions[issue["issue_id"]] = "accept" if keep else "reject"
-        return {"decisions": decisions}
+        return {"decisions": decisions, **edits}
 
     def _log_assessments(self, payload):
-        return {"log": Confirm.ask(payload["question"], default=False, console=self.console)}
+        log, edits = self._yes_no(payload["question"], default=False)
+        return {"log": log, **edits}
 
     def _report_path(self, payload):
         text, edits = self._prompt(payload["question"], payload["default"]["path"])
