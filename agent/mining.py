@@ -31,6 +31,7 @@ NESTED_SHARE = 0.9           # a feature with this share of its traces inside an
 MAX_SEGMENT_CHECKS = 3
 SEGMENT_MIN_SHARE, SEGMENT_MAX_SHARE = 0.05, 0.5
 STRUCTURAL = ("tool", "length", "window", "segment")
+COARSE = ("length", "window")   # threshold cuts: a pattern inside one describes it better
 _WORD = re.compile(r"[a-z][a-z\-]{3,}")
 _STOP = {"that", "this", "with", "from", "have", "what", "which", "about", "your", "there",
          "would", "could", "should", "please", "content", "role", "user", "messages", "assistant",
@@ -236,9 +237,9 @@ def _structural_first(found: list[Candidate]) -> list[Candidate]:
     """Order candidates so that each explanation is tested before its look-alikes.
 
     Of two overlapping candidates, the one whose effect survives with the other's traces set
-    aside goes first (it explains the other, not the reverse). When neither survives alone
-    they are entangled (see ``_entangled_goes_first``). One of several words selecting the
-    same traces is kept.
+    aside goes first (it explains the other, not the reverse); see ``_goes_first`` for
+    patterns inside a coarse one and ``_entangled_goes_first`` when neither survives alone.
+    One of several words selecting the same traces is kept.
     """
     ordered: list[Candidate] = []
     for cand in found:
@@ -246,17 +247,28 @@ def _structural_first(found: list[Candidate]) -> list[Candidate]:
             continue
         position = len(ordered)
         for i, other in enumerate(ordered):
-            if _overlap(cand, other) < OVERLAP_FOR_EXCLUDE:
-                continue
-            mine, theirs = _survives_without(cand, other), _survives_without(other, cand)
-            if not mine and not theirs:
-                goes_first = _entangled_goes_first(cand, other)
-            else:
-                goes_first = mine and not theirs
-            if goes_first:
+            if _overlap(cand, other) >= OVERLAP_FOR_EXCLUDE and _goes_first(cand, other):
                 position = min(position, i)
         ordered.insert(position, cand)
     return _independent_first(ordered)
+
+
+def _goes_first(cand: Candidate, other: Candidate) -> bool:
+    """Is ``cand`` tested before ``other``, an overlapping candidate for the same outcome?
+
+    A pattern lying inside a coarse one (a length threshold, a time window) goes first: the
+    coarse cut is arbitrary and the narrower pattern is the more specific description of what
+    went wrong; the coarse one is then re-tested without it. Otherwise the one that survives
+    without the other goes first.
+    """
+    if other.feature.kind in COARSE and _nested_in(cand, other):
+        return True
+    if cand.feature.kind in COARSE and _nested_in(other, cand):
+        return False
+    mine, theirs = _survives_without(cand, other), _survives_without(other, cand)
+    if not mine and not theirs:
+        return _entangled_goes_first(cand, other)
+    return mine and not theirs
 
 
 def _entangled_goes_first(cand: Candidate, other: Candidate) -> bool:

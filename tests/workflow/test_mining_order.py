@@ -48,15 +48,26 @@ def test_a_narrow_pattern_that_carries_a_broad_ones_effect_is_tested_first() -> 
     assert c["word"].exclude == [] and c["word"].within == []
 
 
-def test_a_narrow_pattern_inside_a_broad_real_one_is_compared_with_the_rest_of_it() -> None:
-    # Now the broad pattern's other traces fail often too (1 in 2): it stands on its own, and
-    # setting it aside would leave the narrow pattern no traces at all.
+def test_a_narrow_pattern_inside_a_broad_real_tool_is_compared_with_the_rest_of_it() -> None:
+    # The broad pattern is now a tool whose other traces fail often too (1 in 2): it stands on
+    # its own, and setting it aside would leave the narrow pattern no traces at all.
+    broad_rest_fails = _every(40, 150, 2)
+    c = _candidates(FAILS_IN_NARROW | broad_rest_fails | _every(150, N, 10),
+                    {"tool": ("tool", BROAD), "word": ("word", NARROW)})
+    ordered = _with_exclusions(_structural_first([c["word"], c["tool"]]))
+    assert [x.feature.key for x in ordered] == ["tool", "word"]
+    assert c["word"].within == ["<tool>"] and c["word"].exclude == []
+
+
+def test_a_pattern_inside_a_length_threshold_goes_first_even_when_the_threshold_stands() -> None:
+    # Same data, but the broad pattern is a length cut: the narrow pattern is the more specific
+    # description, so it is tested first and the length cut is re-tested without its traces.
     broad_rest_fails = _every(40, 150, 2)
     c = _candidates(FAILS_IN_NARROW | broad_rest_fails | _every(150, N, 10),
                     {"long": ("length", BROAD), "word": ("word", NARROW)})
-    ordered = _with_exclusions(_structural_first([c["word"], c["long"]]))
-    assert [x.feature.key for x in ordered] == ["long", "word"]
-    assert c["word"].within == ["<long>"] and c["word"].exclude == []
+    ordered = _with_exclusions(_structural_first([c["long"], c["word"]]))
+    assert [x.feature.key for x in ordered] == ["word", "long"]
+    assert c["long"].exclude == ["<word>"] and c["word"].within == []
 
 
 def test_a_word_tracking_a_tool_goes_after_the_tool() -> None:
@@ -83,13 +94,13 @@ def test_an_explained_candidate_does_not_crowd_out_an_independent_one() -> None:
 
 
 def test_a_nested_pattern_keeps_its_place_among_independent_ones() -> None:
-    # "long" stands on its own and holds "word", which can never survive without it: that is
+    # A tool stands on its own and holds "word", which can never survive without it: that is
     # what its within-comparison is for, not a reason to push it behind weaker patterns.
     broad_rest_fails = _every(40, 150, 2)
     other = set(range(300, 340))
     fails = (FAILS_IN_NARROW | broad_rest_fails | _every(300, 340, 2) | _every(150, 300, 10)
              | _every(340, N, 10))
-    c = _candidates(fails, {"long": ("length", BROAD), "word": ("word", NARROW),
+    c = _candidates(fails, {"tool": ("tool", BROAD), "word": ("word", NARROW),
                             "other": ("tool", other)})
     assert c["word"].p_value < c["other"].p_value < 0.01, "premise: the word ranks ahead"
     keys = [x.feature.key for x in _structural_first(sorted(c.values(), key=lambda x: x.p_value))]
