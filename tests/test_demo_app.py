@@ -156,3 +156,21 @@ def test_caller_state_is_restored_and_seed_fixes_the_corpus(tracking_uri: str, t
     second = build_demo_corpus(other, n_traces=15, seed=3, experiment_name="b", start=START)
     assert second.experiment_id != first.experiment_id
     assert list(first.traits.values()) == list(second.traits.values())
+
+
+def test_same_seed_gives_the_same_trace_ids_and_leaves_global_random_alone(tmp_path) -> None:
+    import random
+
+    random.seed(1234)
+    expected_next = random.Random(1234).random()
+    ids = []
+    for name in ("one", "two"):
+        uri = f"sqlite:///{tmp_path / f'{name}.db'}"
+        ids.append(sorted(build_demo_corpus(uri, n_traces=12, seed=5, experiment_name="x",
+                                            start=START).trace_ids))
+    assert ids[0] == ids[1]
+    assert random.random() == expected_next      # the caller's random stream is untouched
+    # A second build into the same experiment gets fresh ids instead of colliding.
+    again = build_demo_corpus(f"sqlite:///{tmp_path / 'one.db'}", n_traces=12, seed=5,
+                              experiment_name="x", start=START)
+    assert not set(again.trace_ids) & set(ids[0])

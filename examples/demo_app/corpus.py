@@ -84,7 +84,8 @@ def build_demo_corpus(
     with _tracing_to(tracking_uri):
         client = MlflowClient(tracking_uri)
         experiment_id = _experiment_id(client, experiment_name)
-        served = _serve(TravelAssistant(experiment_id), n_traces, seed, plan, start_ns)
+        with _seeded_trace_ids(client, experiment_id, seed):
+            served = _serve(TravelAssistant(experiment_id), n_traces, seed, plan, start_ns)
         _check_stored(client, experiment_id, {o.trace_id for _, o in served})
         unhappy = _log_feedback(served, random.Random(f"feedback-{seed}"))
     return _ground_truth(experiment_id, served, unhappy, plan, start_ns)
@@ -169,6 +170,24 @@ def _traits(turn: Turn, outcome: Outcome) -> dict[str, Any]:
             "multi_city": r.is_multi_city, "error": outcome.error is not None,
             "empty": outcome.error is None and not outcome.response,
             "causes": sorted(turn.fired)}
+
+
+@contextmanager
+def _seeded_trace_ids(client: MlflowClient, experiment_id: str, seed: int) -> Iterator[None]:
+    """Same seed, same trace ids: the whole corpus, ids included, is reproducible.
+
+    OpenTelemetry's default id generator (the one MLflow uses unless told otherwise) draws from
+    Python's global ``random``. Analyses split traces by id, so fixed ids make a demo run (and
+    the tests built on it) repeatable. The caller's global random state is restored; an
+    experiment that already holds traces gets fresh ids, so a second build never collides.
+    """
+    state = random.getstate()
+    fresh = not client.search_traces(locations=[experiment_id], max_results=1, include_spans=False)
+    random.seed(f"demo-trace-ids:{seed}:{experiment_id}" if fresh else None)
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 def _experiment_id(client: MlflowClient, name: str) -> str:
