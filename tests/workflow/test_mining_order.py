@@ -48,26 +48,27 @@ def test_a_narrow_pattern_that_carries_a_broad_ones_effect_is_tested_first() -> 
     assert c["word"].exclude == [] and c["word"].within == []
 
 
+def _standing_broad(kind: str) -> dict[str, Candidate]:
+    """The broad pattern's other traces fail often too (1 in 2): it stands on its own, and
+    setting it aside would leave the narrow pattern no traces at all."""
+    fails = FAILS_IN_NARROW | _every(40, 150, 2) | _every(150, N, 10)
+    return _candidates(fails, {"broad": (kind, BROAD), "word": ("word", NARROW)})
+
+
 def test_a_narrow_pattern_inside_a_broad_real_tool_is_compared_with_the_rest_of_it() -> None:
-    # The broad pattern is now a tool whose other traces fail often too (1 in 2): it stands on
-    # its own, and setting it aside would leave the narrow pattern no traces at all.
-    broad_rest_fails = _every(40, 150, 2)
-    c = _candidates(FAILS_IN_NARROW | broad_rest_fails | _every(150, N, 10),
-                    {"tool": ("tool", BROAD), "word": ("word", NARROW)})
-    ordered = _with_exclusions(_structural_first([c["word"], c["tool"]]))
-    assert [x.feature.key for x in ordered] == ["tool", "word"]
-    assert c["word"].within == ["<tool>"] and c["word"].exclude == []
+    c = _standing_broad("tool")
+    ordered = _with_exclusions(_structural_first([c["word"], c["broad"]]))
+    assert [x.feature.key for x in ordered] == ["broad", "word"]
+    assert c["word"].within == ["<broad>"] and c["word"].exclude == []
 
 
 def test_a_pattern_inside_a_length_threshold_goes_first_even_when_the_threshold_stands() -> None:
-    # Same data, but the broad pattern is a length cut: the narrow pattern is the more specific
-    # description, so it is tested first and the length cut is re-tested without its traces.
-    broad_rest_fails = _every(40, 150, 2)
-    c = _candidates(FAILS_IN_NARROW | broad_rest_fails | _every(150, N, 10),
-                    {"long": ("length", BROAD), "word": ("word", NARROW)})
-    ordered = _with_exclusions(_structural_first([c["long"], c["word"]]))
-    assert [x.feature.key for x in ordered] == ["word", "long"]
-    assert c["long"].exclude == ["<word>"] and c["word"].within == []
+    # A length cut is coarse: the narrow pattern is the more specific description, so it is
+    # tested first and the length cut is re-tested without its traces.
+    c = _standing_broad("length")
+    ordered = _with_exclusions(_structural_first([c["broad"], c["word"]]))
+    assert [x.feature.key for x in ordered] == ["word", "broad"]
+    assert c["broad"].exclude == ["<word>"] and c["word"].within == []
 
 
 def test_a_word_tracking_a_tool_goes_after_the_tool() -> None:
