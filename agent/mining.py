@@ -256,17 +256,15 @@ def _structural_first(found: list[Candidate]) -> list[Candidate]:
 def _goes_first(cand: Candidate, other: Candidate) -> bool:
     """Is ``cand`` tested before ``other``, an overlapping candidate for the same outcome?
 
-    A pattern lying inside a coarse one (a length threshold, a time window) goes first unless
-    the coarse one clears the screen's own thresholds without it: a coarse cut whose effect
-    mostly comes from the narrower pattern is a vague description of it (and is re-tested
-    without it), while one that stands by itself is the explanation, and the narrower pattern
-    must then beat the rest of it. Otherwise the one that survives without the other goes
-    first.
+    A pattern lying inside a coarse one (a length threshold, a time window) goes first: the
+    coarse cut is arbitrary and the narrower pattern is the more specific description of what
+    went wrong; the coarse one is then re-tested without it. Otherwise the one that survives
+    without the other goes first.
     """
     if other.feature.kind in COARSE and _nested_in(cand, other):
-        return not _stands_without(other, cand)
+        return True
     if cand.feature.kind in COARSE and _nested_in(other, cand):
-        return _stands_without(cand, other)
+        return False
     mine, theirs = _survives_without(cand, other), _survives_without(other, cand)
     if not mine and not theirs:
         return _entangled_goes_first(cand, other)
@@ -325,16 +323,6 @@ def _survives_without(cand: Candidate, other: Candidate) -> bool:
     ratio = (a / n1) / (b / n0) if b else float("inf")
     p = float(fisher_exact([[a, n1 - a], [b, n0 - b]], alternative="greater")[1])
     return p < 0.05 and ratio >= 1.5
-
-
-def _stands_without(cand: Candidate, other: Candidate) -> bool:
-    """Does ``cand`` clear the screen's thresholds with ``other``'s traces set aside?"""
-    keep = ~other.feature.mask
-    if cand.outcome.scope is not None:
-        keep = keep & cand.outcome.scope
-    rest = Outcome(cand.outcome.key, cand.outcome.label, cand.outcome.noun, cand.outcome.sql,
-                   cand.outcome.mask, scope=keep)
-    return _test(rest, cand.feature) is not None
 
 
 def _same_traces(a: Candidate, b: Candidate) -> bool:
