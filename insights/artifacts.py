@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 import re
-import time
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +19,8 @@ import yaml
 from mlflow.exceptions import MlflowException
 
 from insights.errors import InsightsError, InvalidInputError, NotFoundError, TrackingServerError
+
+REMOTE_READ_THREADS = 16   # small files on a remote store: latency-bound, so many in flight
 
 
 @contextlib.contextmanager
@@ -139,9 +141,6 @@ def _parse(text: str, name: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-REMOTE_READ_THREADS = 16
-
-
 def read_yaml_dir(client, run_id: str, folder: str, prefix: str,
                   artifact_uri: str | None = None) -> list[dict[str, Any]]:
     """Read every ``{prefix}*.yaml`` directly in ``folder``.
@@ -175,7 +174,7 @@ def _read_remote_yaml_dir(client, folder: str, prefix: str, artifact_uri: str) -
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     with store_errors("reading artifacts"):
-        repo = get_artifact_repository(artifact_uri, tracking_uri=client._tracking_client.tracking_uri)
+        repo = get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)
         try:
             infos = repo.list_artifacts(folder)
         except Exception as exc:  # a folder never written lists as missing on some stores
@@ -190,6 +189,8 @@ def _read_remote_yaml_dir(client, folder: str, prefix: str, artifact_uri: str) -
                 ThreadPoolExecutor(min(REMOTE_READ_THREADS, len(paths))) as pool:
             def fetch(path: str) -> dict[str, Any]:
                 local = os.path.join(tmp, os.path.basename(path))
+                # the public download_artifacts() first asks whether the path is a folder,
+                # one more request per file; the listing already said it is a file
                 repo._download_file(remote_file_path=path, local_path=local)
                 return _load(Path(local))
 
