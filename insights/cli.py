@@ -340,16 +340,23 @@ def create_baseline_census(
                                                 help="MLflow trace filter, e.g. \"trace.status = 'ERROR'\"."),
     start_time_ms: Optional[int] = typer.Option(None, "--start-time-ms"),
     end_time_ms: Optional[int] = typer.Option(None, "--end-time-ms"),
+    exact: bool = typer.Option(False, "--exact", help="On a tracking server, load every trace "
+                               "instead of server aggregates plus a sample (slow, then cached)."),
     output: Output = OutputOpt,
 ) -> None:
-    """Compute the baseline census over the analysis's experiment and store it in the run."""
+    """Compute the baseline census over the analysis's experiment and store it in the run.
+
+    On a tracking server, a census of the whole experiment is aggregated by the server; error
+    messages, response lengths and sample trace ids come from a sample of 1,000 traces and
+    are marked under "sample". --exact reads every trace instead.
+    """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=render.err_console,
                   transient=True) as progress:
         task = progress.add_task("computing the census", total=None)
         census = _client().create_baseline_census(
-            run_id, filter_string, start_time_ms, end_time_ms,
+            run_id, filter_string, start_time_ms, end_time_ms, exact=exact,
             progress=lambda msg: progress.update(task, description=str(msg)),
         )
     emit(output, census, lambda: render.census_view(census))

@@ -363,15 +363,21 @@ class InsightsClient:
         start_time_ms: int | None = None,
         end_time_ms: int | None = None,
         progress: Any = None,
+        exact: bool = False,
     ) -> dict[str, Any]:
-        """Compute the census over the analysis's experiment and store it in the analysis run."""
+        """Compute the census over the analysis's experiment and store it in the analysis run.
+
+        On a tracking server a whole-experiment census is aggregated by the server, with some
+        sections estimated from a sample (listed under ``sample``); ``exact=True`` loads every
+        trace instead.
+        """
         from insights.analytics import compute_census
 
         run_id = check_id(insights_run_id, "run id")
         run = runs.get_analysis_run(self._client, run_id)
         census = compute_census(
             self.tracking_uri, run.info.experiment_id, filter_string=filter_string,
-            start_time_ms=start_time_ms, end_time_ms=end_time_ms, progress=progress,
+            start_time_ms=start_time_ms, end_time_ms=end_time_ms, progress=progress, exact=exact,
         )
         census = {**census, "experiment_id": run.info.experiment_id, "run_id": run_id,
                   "computed_at": now_ms(), "filter_string": filter_string,

@@ -163,6 +163,11 @@ def census_view(c: dict[str, Any]) -> Group:
     for e in c.get("errors", [])[:10]:
         errors.add_row(str(e.get("count")), str(e.get("message"))[:160], ", ".join(e.get("span_names", [])))
     parts: list[Any] = [Panel(head, title="Baseline census"), spans, errors]
+    sample = c.get("sample") or {}
+    if sample.get("sections"):
+        parts.insert(1, Text(f"Server aggregates; {', '.join(sample['sections'])} estimated from "
+                             f"{sample['traces']} of {sample['of']} traces (x{sample['scale']:g}).",
+                             style="yellow"))
     assessments = c.get("assessments") or []
     if assessments:
         table = Table(title="Assessments")

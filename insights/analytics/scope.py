@@ -13,7 +13,7 @@ import pyarrow as pa
 from insights.analytics.cache import TraceTable
 from insights.errors import InvalidInputError, TrackingServerError
 
-PAGE = 1000
+PAGE = 500  # the most a tracking server returns per page
 
 
 def matching_trace_ids(tracking_uri: str, experiment_id: str, filter_string: str) -> list[str]:
