@@ -25,7 +25,7 @@ from insights.analytics import staging
 from insights.analytics.schema import DDL, SCHEMA_VERSION
 
 Progress = Callable[[str], None] | None
-_TABLES = ["trace_rows", "span_rows", "assessment_rows", "traces"]
+_TABLES = ["trace_rows", "span_rows", "assessment_rows", "span_lists", "traces"]
 
 
 def cache_dir() -> Path:
@@ -61,6 +61,7 @@ class TraceTable:
     """Cached, self-refreshing DuckDB copy of one experiment's traces.
 
     ``refresh()`` keeps the light tables (trace_rows, span_rows, assessment_rows) current;
+    ``ensure_span_lists()`` also nests each trace's spans without payloads (``span_lists``);
     ``ensure_full()`` additionally loads span payloads/tags/metadata and builds ``traces``.
     """
 
@@ -160,6 +161,13 @@ class TraceTable:
                          f"SELECT trace_id FROM trace_rows WHERE {cond}")
         for t in _TABLES:
             self.con.execute(f"DELETE FROM {t} WHERE trace_id IN (SELECT trace_id FROM drop_ids)")
+
+    def ensure_span_lists(self) -> None:
+        """Refresh, then nest the spans (no payloads) of traces that lack a span list."""
+        self.refresh()
+        added = staging.build_span_lists(self.con)
+        if added:
+            self.progress(f"nested the spans of {added} traces")
 
     def ensure_full(self) -> None:
         """Refresh, then build nested `traces` rows for every cached trace that lacks one.

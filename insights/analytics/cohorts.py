@@ -20,7 +20,7 @@ import math
 from scipy.stats import fisher_exact
 
 from insights.analytics.cache import TraceTable
-from insights.analytics.sql import VIEWS, data_level, parse_query, run, to_duckdb
+from insights.analytics.sql import VIEWS, data_level, parse_query, prepare, run, to_duckdb
 from insights.errors import InvalidInputError
 
 Z95 = 1.959963984540054
@@ -49,7 +49,7 @@ def cohort_stats(tracking_uri: str | None, experiment_id: str, cohort: str, cont
     sql = (f"SELECT {agg}, count(*) FILTER (WHERE in_cohort AND in_control) "
            f"FROM ({inner}) WHERE in_cohort OR in_control")
     with TraceTable(tracking_uri, experiment_id, progress=progress) as table:
-        table.ensure_full() if level != "light" else table.refresh()
+        prepare(table, level)
         table.con.execute(ddl)
         row = run(table.con, sql, None).rows[0]
     n1, e1, s1e, s1n, n2, e2, s2e, s2n, overlap = row

@@ -7,7 +7,7 @@ first use and then only for new or changed traces.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "5"
+SCHEMA_VERSION = "6"
 
 # start_time_ms leads so list_sort() orders a trace's spans chronologically for free
 SPAN_STRUCT = (
@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS trace_rows (
 CREATE TABLE IF NOT EXISTS span_rows (
     trace_id VARCHAR, name VARCHAR, span_type VARCHAR, status_code VARCHAR,
     status_message VARCHAR, start_time_ms DOUBLE, duration_ms DOUBLE, is_root BOOLEAN,
-    exception_type VARCHAR, exception_message VARCHAR);
+    exception_type VARCHAR, exception_message VARCHAR, span_id VARCHAR, parent_id VARCHAR,
+    end_time_ms DOUBLE);
+CREATE TABLE IF NOT EXISTS span_lists (trace_id VARCHAR, spans {LITE_SPAN_STRUCT}[]);
 CREATE TABLE IF NOT EXISTS assessment_rows (
     trace_id VARCHAR, assessment_id VARCHAR, name VARCHAR, value VARCHAR,
     source_type VARCHAR, rationale VARCHAR, last_updated_ms BIGINT);
@@ -43,7 +45,7 @@ CREATE TABLE IF NOT EXISTS traces (
     state VARCHAR, request VARCHAR, response VARCHAR, trace_name VARCHAR, session_id VARCHAR,
     tags MAP(VARCHAR, VARCHAR), metadata MAP(VARCHAR, VARCHAR), input_tokens BIGINT,
     output_tokens BIGINT, total_tokens BIGINT, total_cost DOUBLE,
-    spans {SPAN_STRUCT}[], assessments {ASSESSMENT_STRUCT}[], spans_lite {LITE_SPAN_STRUCT}[]);
+    spans {SPAN_STRUCT}[], assessments {ASSESSMENT_STRUCT}[]);
 """
 
 TRACES_COLUMNS = [
@@ -70,7 +72,8 @@ Only SELECT / WITH queries are allowed.
   input_tokens, output_tokens, total_tokens  BIGINT (NULL when not recorded)
   total_cost         DOUBLE     (NULL when not recorded)
   spans              ARRAY<STRUCT<span_id, parent_id, name, span_type, status_code ('OK'|'ERROR'
-                     |'UNSET'), status_message, start_time_ms, end_time_ms, duration_ms (DOUBLE),
+                     |'UNSET'), status_message (NULL when empty), start_time_ms, end_time_ms,
+                     duration_ms (DOUBLE),
                      inputs, outputs, attributes, events (all JSON text)>>, ordered by start
                      time. Read an attribute with
                      get_json_object(s.attributes, '$["mlflow.chat.tokenUsage"]')

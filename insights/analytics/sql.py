@@ -37,10 +37,10 @@ VIEWS = {
         FROM trace_rows"""),
     "spans_lite": ("traces_spans_lite", """
         CREATE OR REPLACE TEMP VIEW traces_spans_lite AS
-        SELECT * EXCLUDE (spans, spans_lite), spans_lite AS spans FROM traces"""),
+        SELECT t.*, coalesce(l.spans, []) AS spans
+        FROM traces_light t LEFT JOIN span_lists l USING (trace_id)"""),
     "full": ("traces_full", """
-        CREATE OR REPLACE TEMP VIEW traces_full AS
-        SELECT * EXCLUDE (spans_lite) FROM traces"""),
+        CREATE OR REPLACE TEMP VIEW traces_full AS SELECT * FROM traces"""),
 }
 _FIRST_WORD = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([A-Za-z(]+)", re.S)
 
@@ -71,12 +71,16 @@ def execute_sql(tracking_uri: str | None, experiment_id: str, sql: str,
     view, ddl = VIEWS[level]
     duck_sql = to_duckdb(tree, view)
     with TraceTable(tracking_uri, experiment_id, progress=progress) as table:
-        if level == "light":
-            table.refresh()
-        else:
-            table.ensure_full()
+        prepare(table, level)
         table.con.execute(ddl)
         return run(table.con, duck_sql, max_rows)
+
+
+def prepare(table: TraceTable, level: str) -> None:
+    """Load what a query at ``level`` reads, and create the views it is run against."""
+    {"light": table.refresh, "spans_lite": table.ensure_span_lists,
+     "full": table.ensure_full}[level]()
+    table.con.execute(VIEWS["light"][1])
 
 
 def parse_query(sql: str) -> exp.Expression:

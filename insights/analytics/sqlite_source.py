@@ -110,11 +110,12 @@ class SqliteSource:
             "SELECT request_id, timestamp_ms, execution_time_ms, status, " + sel +
             " FROM trace_info WHERE experiment_id = ? AND timestamp_ms >= ?", p, ti), ti)
         cond, cp = self._ids(since_ms, "trace_id")
-        sp = pa.schema([("trace_id", S), ("name", S), ("span_type", S), ("status", S),
-                        ("start_ns", I), ("end_ns", I), ("is_root", I), ("content", S)])
+        sp = pa.schema([("trace_id", S), ("span_id", S), ("parent_id", S), ("name", S),
+                        ("span_type", S), ("status", S), ("start_ns", I), ("end_ns", I),
+                        ("is_root", I), ("content", S)])
         stage(con, "stage_spans", self._rows(
-            "SELECT trace_id, name, type, status, start_time_unix_nano, end_time_unix_nano, "
-            "parent_span_id IS NULL AND 1, CASE WHEN parent_span_id IS NULL OR status = 'ERROR' "
+            "SELECT trace_id, span_id, parent_span_id, name, type, status, start_time_unix_nano,"
+            " end_time_unix_nano, parent_span_id IS NULL AND 1, CASE WHEN parent_span_id IS NULL OR status = 'ERROR' "
             "THEN content END FROM spans NOT INDEXED WHERE experiment_id = ?" + cond,
             (self.experiment_id, *cp), sp), sp, _light_span_sql)
 
@@ -152,9 +153,10 @@ class SqliteSource:
 
 def _light_span_sql(src: str) -> str:
     return (
-        "SELECT trace_id, name, span_type, status AS status_code, "
-        "json_extract_string(content, '$.status.message') AS status_message, "
-        "start_ns / 1e6 AS start_time_ms, (end_ns - start_ns) / 1e6 AS duration_ms, is_root::BOOLEAN AS is_root, "
+        "SELECT trace_id, span_id, parent_id, name, span_type, status AS status_code, "
+        "nullif(json_extract_string(content, '$.status.message'), '') AS status_message, "
+        "start_ns / 1e6 AS start_time_ms, end_ns / 1e6 AS end_time_ms, "
+        "(end_ns - start_ns) / 1e6 AS duration_ms, is_root::BOOLEAN AS is_root, "
         f"CASE WHEN status = 'ERROR' THEN {_EXC}['exception.type'] END AS exception_type, "
         f"CASE WHEN status = 'ERROR' THEN {_EXC}['exception.message'] END AS exception_message, "
         f"CASE WHEN is_root = 1 THEN {_INPUTS} END AS root_inputs, "
@@ -168,7 +170,7 @@ def _full_span_sql(src: str) -> str:
              "'$.attributes.\"mlflow.spanOutputs\"', '$.attributes', '$.events']")
     return (
         "SELECT trace_id, span_id, parent_id, name, span_type, status AS status_code, "
-        "j[1] AS status_message, start_ns / 1e6 AS start_time_ms, end_ns / 1e6 AS end_time_ms, "
+        "nullif(j[1], '') AS status_message, start_ns / 1e6 AS start_time_ms, end_ns / 1e6 AS end_time_ms, "
         "(end_ns - start_ns) / 1e6 AS duration_ms, j[2] AS inputs, j[3] AS outputs, "
         f"j[4] AS attributes, j[5] AS events FROM (SELECT *, json_extract_string(content, {paths})"
         f" AS j FROM {src})")

@@ -79,7 +79,8 @@ def merge_light(con: duckdb.DuckDBPyConnection) -> int:
     con.execute("""
         INSERT INTO span_rows
         SELECT trace_id, name, span_type, status_code, status_message, start_time_ms,
-               duration_ms, is_root, exception_type, exception_message
+               duration_ms, is_root, exception_type, exception_message, span_id, parent_id,
+               end_time_ms
         FROM stage_spans SEMI JOIN stage_new USING (trace_id)""")
     return con.execute("SELECT count(*) FROM stage_new").fetchone()[0]
 
@@ -90,6 +91,20 @@ def build_traces(con: duckdb.DuckDBPyConnection, lo_ms: int, hi_ms: int) -> None
     Expects stage_full / stage_tags / stage_meta to hold (at least) those traces' data.
     """
     con.execute(_BUILD_TRACES, [lo_ms, hi_ms])
+
+
+def build_span_lists(con: duckdb.DuckDBPyConnection) -> int:
+    """Give each cached trace without one its list of spans minus payloads; return how many.
+
+    Built from the light span rows, so queries over span names, types, statuses and timings
+    never wait for the span payloads (most of a store's bytes) to load.
+    """
+    return con.execute("""
+        INSERT INTO span_lists
+        SELECT trace_id, list_sort(list(struct_pack(start_time_ms, span_id, parent_id, name,
+               span_type, status_code, status_message, end_time_ms, duration_ms)))
+        FROM span_rows WHERE trace_id NOT IN (SELECT trace_id FROM span_lists)
+        GROUP BY 1""").fetchone()[0]
 
 
 def merge_assessments(con: duckdb.DuckDBPyConnection) -> None:
@@ -120,9 +135,7 @@ WITH todo AS (SELECT trace_id FROM trace_rows
 sp AS (
     SELECT trace_id, list_sort(list(struct_pack(start_time_ms, span_id, parent_id, name,
            span_type, status_code, status_message, end_time_ms, duration_ms, inputs, outputs,
-           attributes, events))) AS spans,
-           list_sort(list(struct_pack(start_time_ms, span_id, parent_id, name, span_type,
-           status_code, status_message, end_time_ms, duration_ms))) AS spans_lite
+           attributes, events))) AS spans
     FROM stage_full SEMI JOIN todo USING (trace_id) GROUP BY 1),
 tg AS (SELECT trace_id, map(list(key), list(value)) AS m FROM stage_tags
        SEMI JOIN todo USING (trace_id) WHERE key IS NOT NULL GROUP BY 1),
@@ -133,7 +146,7 @@ SELECT t.trace_id, make_timestamp(t.request_time_ms * 1000), t.request_time_ms,
        t.execution_time_ms, t.state, t.request, t.response, t.trace_name, t.session_id,
        coalesce(tg.m, MAP {{}}), coalesce(md.m, MAP {{}}), t.input_tokens,
        t.output_tokens, t.total_tokens, t.total_cost,
-       coalesce(sp.spans, []), coalesce(asm.assessments, []), coalesce(sp.spans_lite, [])
+       coalesce(sp.spans, []), coalesce(asm.assessments, [])
 FROM trace_rows t SEMI JOIN todo USING (trace_id)
 LEFT JOIN tg USING (trace_id) LEFT JOIN md USING (trace_id) LEFT JOIN sp USING (trace_id)
 LEFT JOIN asm USING (trace_id)

@@ -30,9 +30,11 @@ def test_refresh_sees_new_traces_and_feedback(fresh_store, cache_dir):
 def test_unchanged_store_loads_nothing(fresh_store):
     uri, exp = fresh_store
     log_agent_traces(exp, 0, 5)
-    execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) > 0")
+    execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) > 0")  # span lists
+    execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE exists(spans, s -> s.inputs IS NULL)")
     steps: list[str] = []
     with TraceTable(uri, exp, progress=steps.append) as table:
+        table.ensure_span_lists()
         table.ensure_full()
     assert steps == []  # fingerprint matched: no load, no rebuild
 

@@ -92,3 +92,26 @@ def test_schema_help_mentions_columns():
     for col in ("trace_id", "request_time", "execution_time_ms", "spans", "assessments",
                 "status_code", "LATERAL VIEW explode"):
         assert col in TRACES_SCHEMA_HELP
+
+
+def test_span_queries_do_not_wait_for_payloads(corpus):
+    """Queries over span names/types/statuses/timings read span lists built without payloads,
+    and those lists hold exactly what the full spans hold in those fields."""
+    from insights.analytics import TraceTable
+
+    uri, exp, _ = corpus
+    steps: list[str] = []
+    r = execute_sql(uri, exp, "SELECT count(*) FROM traces LATERAL VIEW explode(spans) x AS s "
+                              "WHERE s.span_type = 'TOOL' AND s.status_code = 'ERROR'",
+                    progress=steps.append)
+    assert r.rows == [[4]]
+    assert not any("payloads" in s for s in steps)
+    fields = ["start_time_ms", "span_id", "parent_id", "name", "span_type", "status_code",
+              "status_message", "end_time_ms", "duration_ms"]
+    project = ", ".join(f"{f} := s.{f}" for f in fields)
+    with TraceTable(uri, exp) as table:
+        table.ensure_full()
+        lite = table.con.execute("SELECT trace_id, spans FROM span_lists ORDER BY 1").fetchall()
+        full = table.con.execute(f"SELECT trace_id, list_transform(spans, lambda s: struct_pack("
+                                 f"{project})) FROM traces ORDER BY 1").fetchall()
+    assert len(lite) == 20 and lite == full
