@@ -7,11 +7,13 @@ Run on demand (never in CI):
 For each size it builds (once) a corpus with bench/build_corpus.py, then times in fresh
 subprocesses (so peak RSS is per task, from ``resource.getrusage``):
   - census cold (empty cache) and warm (second call),
-  - SQL: a cold query needing spans (empty cache) and three typical queries warm,
+  - SQL: a cold query over spans (empty cache), three typical queries warm, then the first
+    query that reads span payloads (inputs), which loads them,
   - the naive baseline: page through ``MlflowClient.search_traces`` (full traces) and aggregate
     in Python. Above ``--naive-sample`` traces the baseline is timed on that many traces and
     extrapolated linearly (marked "extrapolated").
-Both through the SQLite URI directly and through an ``mlflow server`` it starts on 127.0.0.1.
+Both through the SQLite URI directly and through an ``mlflow server`` it starts on 127.0.0.1
+(Trace SQL through the server, a full pull of every trace, only up to ``--server-sql-max``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ QUERIES = {
                   "AS p95_ms FROM traces LATERAL VIEW explode(spans) x AS s "
                   "WHERE s.span_type = 'TOOL' GROUP BY s.name ORDER BY p95_ms DESC",
 }
+# reads span inputs, so it is the first query that needs the span payloads (most of the bytes)
+PAYLOAD_QUERY = ("SELECT count(*) FROM traces "
+                 "WHERE exists(spans, s -> s.span_type = 'TOOL' AND s.inputs LIKE '%2%')")
 
 
 # ---------------------------------------------------------------- worker side (subprocess)
@@ -58,8 +63,11 @@ def worker(task: str, uri: str, exp: str, limit: int) -> dict:
         cold = time.perf_counter() - t
         t = time.perf_counter()
         compute_census(uri, exp)
+        sample = c.get("sample") or {}
+        note = (f"{', '.join(sample['sections'])} from {sample['traces']:,} sampled traces"
+                if sample.get("sections") else "")
         return {"cold": cold, "warm": time.perf_counter() - t, "peak_mb": _peak_mb(),
-                "traces": c["total_traces"]}
+                "traces": c["total_traces"], "note": note}
     if task == "sql":
         from insights.analytics import execute_sql
 
@@ -70,6 +78,9 @@ def worker(task: str, uri: str, exp: str, limit: int) -> dict:
             t = time.perf_counter()
             execute_sql(uri, exp, sql)
             out[f"warm_{name}"] = time.perf_counter() - t
+        t = time.perf_counter()
+        execute_sql(uri, exp, PAYLOAD_QUERY)
+        out["payload"] = time.perf_counter() - t
         out["peak_mb"] = _peak_mb()
         return out
     if task == "naive":
@@ -145,7 +156,8 @@ def start_server(db: Path) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("mlflow server did not start")
 
 
-def measure(size: int, uri: str, exp: str, store: str, sample: int) -> list[dict]:
+def measure(size: int, uri: str, exp: str, store: str, sample: int,
+            sql: bool = True) -> list[dict]:
     rows = []
     limit = min(size, sample)
     nv = run_task("naive", uri, exp, limit)
@@ -158,13 +170,14 @@ def measure(size: int, uri: str, exp: str, store: str, sample: int) -> list[dict
                  "seconds": naive_s, "peak_mb": nv.get("peak_mb"), "naive": naive_s,
                  "note": nv.get("error", note)})
     c = run_task("census", uri, exp)
-    s = run_task("sql", uri, exp)
+    s = run_task("sql", uri, exp) if sql else {"error": "skipped (--server-sql-max)"}
     for task, res, key in (("census cold", c, "cold"), ("census warm", c, "warm"),
                            ("sql cold (slow_tools)", s, "cold"),
-                           *[(f"sql warm {q}", s, f"warm_{q}") for q in QUERIES]):
+                           *[(f"sql warm {q}", s, f"warm_{q}") for q in QUERIES],
+                           ("sql first payload query", s, "payload")):
         rows.append({"size": size, "store": store, "task": task, "seconds": res.get(key),
                      "peak_mb": res.get("peak_mb"), "naive": naive_s,
-                     "note": res.get("error", "")})
+                     "note": res.get("error", res.get("note", "") if key == "cold" else "")})
     return rows
 
 
@@ -200,6 +213,8 @@ def main() -> None:
     ap.add_argument("--naive-sample", type=int, default=10_000,
                     help="time the naive baseline on at most this many traces, extrapolate")
     ap.add_argument("--no-server", action="store_true")
+    ap.add_argument("--server-sql-max", type=int, default=10_000,
+                    help="skip Trace SQL through the server above this size (a full pull)")
     ap.add_argument("--worker"), ap.add_argument("--uri"), ap.add_argument("--exp")
     ap.add_argument("--limit", type=int, default=0)
     args = ap.parse_args()
@@ -224,7 +239,8 @@ def main() -> None:
         if not args.no_server:
             proc, server_uri = start_server(db)
             try:
-                rows += measure(size, server_uri, exp, "server", args.naive_sample)
+                rows += measure(size, server_uri, exp, "server", args.naive_sample,
+                                sql=size <= args.server_sql_max)
             finally:
                 proc.terminate()
                 proc.wait(30)

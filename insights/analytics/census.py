@@ -18,7 +18,6 @@ from insights.analytics.scope import apply_scope
 
 SAMPLES = 5
 FAILING_VALUES = ("false", "no", "fail", "failed", "failure", "0", "0.0", "n", "bad", "incorrect")
-_EMPTY = "('', '\"\"', 'null', '{}', '[]')"
 
 
 def compute_census(tracking_uri: str | None, experiment_id: str, filter_string: str | None = None,
@@ -65,6 +64,15 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
+def tools_from_spans(spans: list[dict]) -> list[dict]:
+    """The TOOL spans' entries, renamed as tool calls (same counts, timings and samples)."""
+    tools = [{"name": s["name"], "calls": s["count"], "failures": s["error_count"],
+              "failure_rate": s["error_rate"], "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"],
+              "sample_trace_ids": s["sample_trace_ids"]}
+             for s in spans if s["span_type"] == "TOOL"]
+    return sorted(tools, key=lambda t: (-t["failures"], -t["calls"], t["name"]))
+
+
 class _Census:
     def __init__(self, con: duckdb.DuckDBPyConnection):
         self.con = con
@@ -86,15 +94,16 @@ class _Census:
         total, errors, lo, hi = self.rows(
             "SELECT count(*), count(*) FILTER (WHERE state = 'ERROR'), min(request_time_ms), "
             "max(request_time_ms) FROM t")[0]
+        spans = self.spans()
         return {
             "total_traces": total,
             "error_traces": errors,
             "error_rate": _rate(errors, total),
             "time_range": {"start_ms": lo, "end_ms": hi},
             "latency_ms": self.latency(),
-            "spans": self.spans(),
+            "spans": spans,
             "errors": self.errors(),
-            "tools": self.tools(),
+            "tools": tools_from_spans(spans),
             "responses": self.responses(),
             "tokens": self.tokens(),
             "cost": self.cost(),
@@ -140,17 +149,6 @@ class _Census:
                     f"SELECT k, count(*), count(DISTINCT trace_id), list(DISTINCT name) "
                     f"FROM ({err}) GROUP BY k ORDER BY 2 DESC, 1 LIMIT 100")]
 
-    def tools(self) -> list[dict]:
-        samples = self.samples("SELECT name AS k, trace_id, (status_code = 'ERROR')::INT AS pri "
-                               "FROM s WHERE span_type = 'TOOL'")
-        return [{"name": name, "calls": n, "failures": f, "failure_rate": _rate(f, n),
-                 "p50_ms": _num(q[0]), "p95_ms": _num(q[1]),
-                 "sample_trace_ids": samples.get(name, [])}
-                for name, n, f, q in self.rows(
-                    "SELECT name, count(*), count(*) FILTER (WHERE status_code = 'ERROR'), "
-                    "quantile_cont(duration_ms, [0.5, 0.95]) FROM s WHERE span_type = 'TOOL' "
-                    "GROUP BY name ORDER BY 3 DESC, 2 DESC, 1")]
-
     def responses(self) -> dict:
         def dist(expr: str) -> dict:
             q, mx, mean = self.rows(f"SELECT quantile_cont({expr}, [0.25, 0.5, 0.9, 0.95, 0.99]),"
@@ -159,12 +157,12 @@ class _Census:
             return {"p25": _num(q[0]), "p50": _num(q[1]), "p90": _num(q[2]), "p95": _num(q[3]),
                     "p99": _num(q[4]), "max": _num(mx), "mean": _num(mean)}
 
-        empty = f"state = 'OK' AND (response IS NULL OR trim(response) IN {_EMPTY})"
+        empty = "state = 'OK' AND response_empty"
         n_empty = self.rows(f"SELECT count(*) FROM t WHERE {empty}")[0][0]
         ids = [r[0] for r in self.rows(
             f"SELECT trace_id FROM t WHERE {empty} ORDER BY trace_id LIMIT {SAMPLES}")]
-        return {"request_length": dist("length(request)"),
-                "response_length": dist("length(response)"),
+        return {"request_length": dist("request_length"),
+                "response_length": dist("response_length"),
                 "empty_responses": {"count": n_empty, "sample_trace_ids": ids,
                                     "definition": "OK traces whose root span output is "
                                                   "missing or empty ('', \"\", null, {}, [])"}}

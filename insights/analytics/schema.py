@@ -7,7 +7,7 @@ first use and then only for new or changed traces.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "6"
+SCHEMA_VERSION = "7"
 
 # start_time_ms leads so list_sort() orders a trace's spans chronologically for free
 SPAN_STRUCT = (
@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS cache_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS trace_rows (
     trace_id VARCHAR, request_time_ms BIGINT, execution_time_ms BIGINT, state VARCHAR,
     request VARCHAR, response VARCHAR, trace_name VARCHAR, session_id VARCHAR,
-    input_tokens BIGINT, output_tokens BIGINT, total_tokens BIGINT, total_cost DOUBLE);
+    input_tokens BIGINT, output_tokens BIGINT, total_tokens BIGINT, total_cost DOUBLE,
+    request_length BIGINT, response_length BIGINT, response_empty BOOLEAN);
 CREATE TABLE IF NOT EXISTS span_rows (
     trace_id VARCHAR, name VARCHAR, span_type VARCHAR, status_code VARCHAR,
     status_message VARCHAR, start_time_ms DOUBLE, duration_ms DOUBLE, is_root BOOLEAN,

@@ -28,7 +28,7 @@ from datetime import datetime
 import duckdb
 
 from insights.analytics import staging
-from insights.analytics.census import FAILING_VALUES, _Census, _num, _rate
+from insights.analytics.census import FAILING_VALUES, _Census, _num, _rate, tools_from_spans
 from insights.analytics.mlflow_source import (ASSESS, SPANS, TI, MlflowApiSource, _store_error,
                                               _TraceRows)
 from insights.analytics.schema import DDL
@@ -233,7 +233,7 @@ def _overlay(c: dict, exact: dict, buckets: dict, unit_ms: int, scale: float, lo
              time_range={"start_ms": lo, "end_ms": hi})
     c["latency_ms"] = {k: _percentiles(exact[f"latency_{k}"]) for k in ("all", "ok")}
     c["spans"] = _spans(c["spans"], exact, scale)
-    c["tools"] = _tools(c["spans"], {t["name"]: t for t in c["tools"]})
+    c["tools"] = tools_from_spans(c["spans"])
     if scale > 1:  # keep the sample's own count beside each estimate
         for e in c["errors"]:
             e["sample_count"], e["count"] = e["count"], scaled(e["count"])
@@ -312,12 +312,3 @@ def _spans(sampled: list[dict], exact: dict, scale: float) -> list[dict]:
                     "sample_trace_ids": s.get("sample_trace_ids", [])})
     out.sort(key=lambda s: (-s["error_count"], -s["count"], s["name"]))
     return out
-
-
-def _tools(spans: list[dict], sampled: dict[str, dict]) -> list[dict]:
-    tools = [{"name": s["name"], "calls": s["count"], "failures": s["error_count"],
-              "failure_rate": _rate(s["error_count"], s["count"]), "p50_ms": s["p50_ms"],
-              "p95_ms": s["p95_ms"],
-              "sample_trace_ids": sampled.get(s["name"], {}).get("sample_trace_ids", [])}
-             for s in spans if s["span_type"] == "TOOL"]
-    return sorted(tools, key=lambda t: (-t["failures"], -t["calls"], t["name"]))

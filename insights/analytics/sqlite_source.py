@@ -5,6 +5,13 @@ span; reading ``trace_info`` / ``spans`` / ``assessments`` with one scan each an
 JSON inside DuckDB is two orders of magnitude faster. The connection is opened with
 ``mode=ro`` so the store can never be modified.
 
+How rows travel: when DuckDB's own SQLite extension can be loaded (the ``duckdb-ext-sqlite``
+wheel, or an extension the user installed), DuckDB runs each query on the SQLite file itself
+and no row passes through Python (at 100k traces: light load 2.4 s instead of 3.3 s, span
+payloads 15 s instead of 24 s, on two cores). Otherwise Python's ``sqlite3`` reads rows in
+batches into Arrow. Both paths run the same SQLite SQL and fill the same stage tables
+(``INSIGHTS_SQLITE_READER=python`` forces the second).
+
 Two load levels keep the census cheap: the light load (census) reads span ``content`` only
 for root spans (request/response) and ERROR spans (status message, exception event); the
 full load (Trace SQL) reads every span payload plus trace tags and metadata.
@@ -13,6 +20,8 @@ full load (Trace SQL) reads every span payload plus trace tags and metadata.
 from __future__ import annotations
 
 import gc
+import importlib.util
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from urllib.parse import unquote
@@ -25,11 +34,11 @@ from insights.errors import InvalidInputError, TrackingServerError
 
 BATCH = 50_000
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+DUCK_TYPES = {S: "VARCHAR", I: "BIGINT", F: "DOUBLE", B: "BOOLEAN"}
+STORE_ALIAS = "insights_store"
 _EXC = ("list_filter(from_json(json_extract(content, '$.events'), "
         "'[{\"name\":\"VARCHAR\",\"attributes\":\"MAP(VARCHAR,VARCHAR)\"}]'), "
         "lambda e: e.name = 'exception')[1].attributes")
-_INPUTS = "json_extract_string(content, '$.attributes.\"mlflow.spanInputs\"')"
-_OUTPUTS = "json_extract_string(content, '$.attributes.\"mlflow.spanOutputs\"')"
 
 
 def sqlite_path(uri: str) -> str:
@@ -53,9 +62,30 @@ class SqliteSource:
         except sqlite3.Error as exc:
             raise TrackingServerError(f"cannot read SQLite store {self.path}: {exc}") from exc
         self.ti_cols = {r[1] for r in self.conn.execute("PRAGMA table_info(trace_info)")}
+        self.native: bool | None = None  # decided on first load: can DuckDB read the file?
 
     def close(self) -> None:
         self.conn.close()
+
+    def _stage(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, params: tuple,
+               schema: pa.Schema, transform=None) -> None:
+        """Run SQLite ``sql`` and put its rows, named and typed by ``schema``, in ``name``."""
+        if self.native is None:
+            self.native = _attach(con, self.path)
+        if not self.native:
+            return stage(con, name, self._rows(sql, params, schema), schema, transform)
+        pieces = sql.split("?")  # every parameter is an int: inline it
+        text = "".join(p + (str(int(v)) if i < len(params) else "")
+                       for i, (p, v) in enumerate(zip(pieces, [*params, None])))
+        cols = ", ".join(f"CAST({f.name} AS {DUCK_TYPES[f.type]}) AS {f.name}" for f in schema)
+        src = (f"(SELECT {cols} FROM sqlite_query('{STORE_ALIAS}', {_quote(text)}) "
+               f"AS q({', '.join(f.name for f in schema)}))")
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        try:
+            con.execute(f"CREATE TEMP TABLE {name} AS "
+                        f"{transform(src) if transform else 'SELECT * FROM ' + src}")
+        except duckdb.Error as exc:
+            raise TrackingServerError(f"reading SQLite store failed: {_first_line(exc)}") from exc
 
     def _rows(self, sql: str, params: tuple, schema: pa.Schema) -> Iterator[pa.Table]:
         gc_was_on = gc.isenabled()
@@ -106,18 +136,18 @@ class SqliteSource:
                         ("total_cost", F)])
         sel = ", ".join(self._col(c) for c in ["trace_name", "session_id", "input_tokens",
                                                 "output_tokens", "total_tokens", "total_cost"])
-        stage(con, "stage_ti", self._rows(
+        self._stage(con, "stage_ti", (
             "SELECT request_id, timestamp_ms, execution_time_ms, status, " + sel +
-            " FROM trace_info WHERE experiment_id = ? AND timestamp_ms >= ?", p, ti), ti)
+            " FROM trace_info WHERE experiment_id = ? AND timestamp_ms >= ?"), p, ti)
         cond, cp = self._ids(since_ms, "trace_id")
         sp = pa.schema([("trace_id", S), ("span_id", S), ("parent_id", S), ("name", S),
                         ("span_type", S), ("status", S), ("start_ns", I), ("end_ns", I),
                         ("is_root", I), ("content", S)])
-        stage(con, "stage_spans", self._rows(
+        self._stage(con, "stage_spans", (
             "SELECT trace_id, span_id, parent_span_id, name, type, status, start_time_unix_nano,"
-            " end_time_unix_nano, parent_span_id IS NULL AND 1, CASE WHEN parent_span_id IS NULL OR status = 'ERROR' "
-            "THEN content END FROM spans NOT INDEXED WHERE experiment_id = ?" + cond,
-            (self.experiment_id, *cp), sp), sp, _light_span_sql)
+            " end_time_unix_nano, parent_span_id IS NULL AND 1, CASE WHEN parent_span_id IS NULL"
+            " OR status = 'ERROR' THEN content END FROM spans NOT INDEXED WHERE experiment_id = ?"
+            + cond), (self.experiment_id, *cp), sp, _light_span_sql)
 
     def load_full(self, con: duckdb.DuckDBPyConnection, lo_ms: int, hi_ms: int) -> None:
         """Stage tags, metadata and full span payloads of traces in [lo_ms, hi_ms)."""
@@ -125,14 +155,14 @@ class SqliteSource:
         exp = (f"SELECT request_id FROM trace_info WHERE experiment_id = {self.experiment_id} "
                f"AND timestamp_ms >= {int(lo_ms)} AND timestamp_ms < {int(hi_ms)}")
         for table, name in (("trace_tags", "stage_tags"), ("trace_request_metadata", "stage_meta")):
-            stage(con, name, self._rows(f"SELECT request_id, key, value FROM {table} "
-                                        f"WHERE request_id IN ({exp})", (), kv), kv)
+            self._stage(con, name, f"SELECT request_id, key, value FROM {table} "
+                                   f"WHERE request_id IN ({exp})", (), kv)
         sp = pa.schema([("trace_id", S), ("span_id", S), ("parent_id", S), ("name", S),
                         ("span_type", S), ("status", S), ("start_ns", I), ("end_ns", I),
                         ("content", S)])
-        stage(con, "stage_full", self._rows(
+        self._stage(con, "stage_full", (
             "SELECT trace_id, span_id, parent_span_id, name, type, status, start_time_unix_nano,"
-            f" end_time_unix_nano, content FROM spans WHERE trace_id IN ({exp})", (), sp), sp,
+            f" end_time_unix_nano, content FROM spans WHERE trace_id IN ({exp})"), (), sp,
             _full_span_sql)
 
     def load_assessments(self, con: duckdb.DuckDBPyConnection, updated_after_ms: int) -> None:
@@ -140,28 +170,69 @@ class SqliteSource:
         sch = pa.schema([("trace_id", S), ("assessment_id", S), ("name", S), ("value", S),
                          ("source_type", S), ("rationale", S), ("last_updated_ms", I),
                          ("valid", I)])
-        stage(con, "stage_assessments", self._rows(
+        self._stage(con, "stage_assessments", (
             "SELECT a.trace_id, assessment_id, name, value, source_type, rationale, "
             "last_updated_timestamp, valid FROM assessments a JOIN trace_info t "
             "ON t.request_id = a.trace_id WHERE t.experiment_id = ? "
-            "AND a.last_updated_timestamp > ?", (self.experiment_id, updated_after_ms), sch), sch,
+            "AND a.last_updated_timestamp > ?"), (self.experiment_id, updated_after_ms), sch,
             lambda src: (
                 "SELECT trace_id, assessment_id, name, "
                 "coalesce(json_extract_string(value, '$'), value) AS value, source_type, "
                 f"rationale, last_updated_ms, valid::BOOLEAN AS valid FROM {src}"))
 
 
+def _attach(con: duckdb.DuckDBPyConnection, path: str) -> bool:
+    """Attach the store read-only through DuckDB's SQLite extension; False if unavailable."""
+    if os.environ.get("INSIGHTS_SQLITE_READER", "").lower() == "python":
+        return False
+    try:
+        _load_sqlite_extension(con)
+        con.execute(f"ATTACH IF NOT EXISTS {_quote(path)} AS {STORE_ALIAS} "
+                    "(TYPE sqlite, READ_ONLY)")
+        return True
+    except duckdb.Error:
+        return False
+
+
+def _load_sqlite_extension(con: duckdb.DuckDBPyConnection) -> None:
+    """Load the extension from the duckdb-ext-sqlite wheel if present, else an installed one.
+
+    Never downloads: DuckDB only loads a signed binary from a path or its extension folder.
+    """
+    spec = importlib.util.find_spec("duckdb_ext")
+    platform = con.execute("PRAGMA platform").fetchone()[0]
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(root, "extensions", f"v{duckdb.__version__}", platform,
+                            "sqlite_scanner.duckdb_extension")
+        if os.path.exists(path):
+            con.execute(f"LOAD {_quote(path)}")
+            return
+    con.execute("LOAD sqlite")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
 def _light_span_sql(src: str) -> str:
+    # one JSON parse per span for the three paths (separate json_extract calls re-parse);
+    # content is NULL except on root and ERROR spans
+    paths = ("['$.status.message', '$.attributes.\"mlflow.spanInputs\"', "
+             "'$.attributes.\"mlflow.spanOutputs\"']")
     return (
         "SELECT trace_id, span_id, parent_id, name, span_type, status AS status_code, "
-        "nullif(json_extract_string(content, '$.status.message'), '') AS status_message, "
-        "start_ns / 1e6 AS start_time_ms, end_ns / 1e6 AS end_time_ms, "
-        "(end_ns - start_ns) / 1e6 AS duration_ms, is_root::BOOLEAN AS is_root, "
-        f"CASE WHEN status = 'ERROR' THEN {_EXC}['exception.type'] END AS exception_type, "
-        f"CASE WHEN status = 'ERROR' THEN {_EXC}['exception.message'] END AS exception_message, "
-        f"CASE WHEN is_root = 1 THEN {_INPUTS} END AS root_inputs, "
-        f"CASE WHEN is_root = 1 THEN {_OUTPUTS} END AS root_outputs "
-        f"FROM {src}")
+        "nullif(j[1], '') AS status_message, start_ns / 1e6 AS start_time_ms, "
+        "end_ns / 1e6 AS end_time_ms, (end_ns - start_ns) / 1e6 AS duration_ms, "
+        "is_root::BOOLEAN AS is_root, exc['exception.type'] AS exception_type, "
+        "exc['exception.message'] AS exception_message, "
+        "CASE WHEN is_root = 1 THEN j[2] END AS root_inputs, "
+        "CASE WHEN is_root = 1 THEN j[3] END AS root_outputs "
+        f"FROM (SELECT *, json_extract_string(content, {paths}) AS j, "
+        f"CASE WHEN status = 'ERROR' THEN {_EXC} END AS exc FROM {src})")
 
 
 def _full_span_sql(src: str) -> str:

@@ -61,7 +61,11 @@ def _append(con, name, batch, transform, exists: bool) -> None:
 
 
 def merge_light(con: duckdb.DuckDBPyConnection) -> int:
-    """Insert staged traces and light spans the cache does not hold yet; return how many."""
+    """Insert staged traces and light spans the cache does not hold yet; return how many.
+
+    Request/response lengths and emptiness are computed here, once per trace, because the
+    census would otherwise re-read every request and response text on each call.
+    """
     con.execute("""
         CREATE OR REPLACE TEMP TABLE stage_new AS
         SELECT DISTINCT trace_id FROM stage_ti
@@ -73,7 +77,8 @@ def merge_light(con: duckdb.DuckDBPyConnection) -> int:
                     FROM stage_spans WHERE is_root GROUP BY 1)
         SELECT t.trace_id, t.request_time_ms, t.execution_time_ms, t.state, rt.req, rt.resp,
                t.trace_name, t.session_id, t.input_tokens, t.output_tokens, t.total_tokens,
-               t.total_cost
+               t.total_cost, length(rt.req), length(rt.resp),
+               rt.resp IS NULL OR trim(rt.resp) IN ('', '""', 'null', '{}', '[]')
         FROM stage_ti t SEMI JOIN stage_new n ON n.trace_id = t.trace_id
         LEFT JOIN rt ON rt.trace_id = t.trace_id""")
     con.execute("""

@@ -85,3 +85,28 @@ def test_unreachable_stores(tmp_path):
         compute_census("http://127.0.0.1:9", "1")
     with pytest.raises(TrackingServerError):
         compute_census(f"sqlite:///{tmp_path}/missing.db", "1")
+
+
+def test_both_sqlite_readers_fill_the_same_cache(sqlite_corpus, monkeypatch, tmp_path):
+    """DuckDB's SQLite extension and the Python sqlite3 reader give identical results."""
+    import importlib.util
+
+    from insights.analytics import TraceTable, execute_sql
+
+    if importlib.util.find_spec("duckdb_ext") is None:
+        pytest.skip("duckdb-ext-sqlite has no wheel for this platform")
+    uri, exp, _ = sqlite_corpus
+    seen = {}
+    for reader in ("python", "duckdb"):
+        monkeypatch.setenv("INSIGHTS_CACHE_DIR", str(tmp_path / reader))
+        monkeypatch.setenv("INSIGHTS_SQLITE_READER", reader)
+        with TraceTable(uri, exp) as table:
+            table.ensure_full()
+            native = table.source.native
+        census = compute_census(uri, exp)
+        rows = execute_sql(uri, exp, "SELECT * FROM traces ORDER BY trace_id").rows
+        spans = execute_sql(uri, exp, "SELECT trace_id, spans FROM traces ORDER BY 1").rows
+        seen[reader] = (native, census, rows, spans)
+    assert seen["python"][0] is False and seen["duckdb"][0] is True
+    assert seen["python"][1:] == seen["duckdb"][1:]
+    assert len(seen["duckdb"][2]) == 20
