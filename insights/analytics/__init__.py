@@ -2,7 +2,8 @@
 
 Work happens on a local DuckDB copy of the experiment (see ``cache``), loaded straight from
 MLflow's tables for ``sqlite:///`` stores and through MLflow's API otherwise, refreshed
-incrementally on every call.
+incrementally on every call. A census of a whole experiment on a tracking server is the
+exception: the server aggregates it (see ``server_census``), so nothing is copied.
 
     compute_census(tracking_uri, experiment_id, filter_string=None, start_time_ms=None,
                    end_time_ms=None, progress=None) -> dict
