@@ -77,7 +77,7 @@ class InsightsClient:
         self._check_experiment(experiment_id)
         created = now_ms()
         run_id = runs.create_analysis_run(
-            self._client, experiment_id, run_name, name, description, created
+            self._client, experiment_id, run_name, name, description, created, metadata
         )
         analysis = Analysis(
             run_id=run_id, experiment_id=experiment_id, run_name=run_name, name=name,
@@ -249,10 +249,20 @@ class InsightsClient:
     # ------------------------------------------------------------------ read
 
     def list_analyses(self, experiment_id: str | None = None) -> list[Analysis]:
-        """Every analysis of the experiment, newest first, from one run search."""
+        """Every analysis of the experiment, newest first, from one run search.
+
+        Metadata comes from a run tag; only metadata too long for a tag is read from the
+        analysis's snapshot file.
+        """
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
-        return [_analysis_from_run(r) for r in runs.search_analysis_runs(self._client, experiment_id)]
+        out = []
+        for run in runs.search_analysis_runs(self._client, experiment_id):
+            analysis = _analysis_from_run(run)
+            if run.data.tags.get(runs.TAG_METADATA) == runs.METADATA_IN_SNAPSHOT:
+                analysis = self.get_analysis(run.info.run_id)
+            out.append(analysis)
+        return out
 
     def list_hypotheses(self, insights_run_id: str) -> list[Hypothesis]:
         """Every hypothesis of an analysis run, oldest first, from one folder download."""
@@ -576,4 +586,14 @@ def _analysis_from_run(run) -> Analysis:
         status=tags.get(runs.TAG_STATUS, "ACTIVE"),
         created_at=created,
         updated_at=int(tags.get(runs.TAG_UPDATED) or created),
+        metadata=_json_object(tags.get(runs.TAG_METADATA)),
     )
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    """A JSON object from a tag; {} when absent or not an object (older runs have no tag)."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

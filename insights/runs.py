@@ -11,6 +11,7 @@ its analysis's parent after creating it. The outcome is one parent holding every
 
 from __future__ import annotations
 
+import json
 import tempfile
 
 from mlflow.entities import Run, ViewType
@@ -26,6 +27,9 @@ TAG_NAME = "mlflow.insights.name"
 TAG_STATUS = "mlflow.insights.status"
 TAG_CREATED = "mlflow.insights.created_at"
 TAG_UPDATED = "mlflow.insights.updated_at"
+TAG_METADATA = "mlflow.insights.metadata"
+METADATA_TAG_MAX = 5000  # MLflow caps tag values; longer metadata is read from the snapshot
+METADATA_IN_SNAPSHOT = "@snapshot"
 PARENT_RUN_NAME = "Insights"
 _SEARCH_PAGE = 1000
 
@@ -112,7 +116,7 @@ def ensure_under_canonical(client, experiment_id: str, run_id: str, parent_id: s
 
 
 def create_analysis_run(client, experiment_id: str, run_name: str, name: str, description: str,
-                        created_at: int) -> str:
+                        created_at: int, metadata: dict | None = None) -> str:
     parent_id = get_or_create_parent(client, experiment_id)
     tags = {
         TAG_TYPE: "analysis",
@@ -123,6 +127,7 @@ def create_analysis_run(client, experiment_id: str, run_name: str, name: str, de
         MLFLOW_PARENT_RUN_ID: parent_id,
         MLFLOW_RUN_NAME: run_name,
         MLFLOW_RUN_NOTE: description,
+        TAG_METADATA: metadata_tag(metadata),
     }
     with store_errors("creating the analysis run"):
         run = client.create_run(experiment_id, tags=tags, run_name=run_name)
@@ -164,6 +169,12 @@ def search_analysis_runs(client, experiment_id: str) -> list[Run]:
             return runs
 
 
+def metadata_tag(metadata: dict | None) -> str:
+    """The analysis metadata as a tag value: JSON, or a marker when too long for a tag."""
+    text = json.dumps(metadata or {}, sort_keys=True, default=str)
+    return text if len(text) <= METADATA_TAG_MAX else METADATA_IN_SNAPSHOT
+
+
 def mirror_analysis_tags(client, run_id: str, state: dict) -> None:
     """Keep the fields listings need in tags, so listing analyses is one search."""
     from mlflow.entities import RunTag
@@ -173,6 +184,7 @@ def mirror_analysis_tags(client, run_id: str, state: dict) -> None:
         RunTag(TAG_STATUS, str(state.get("status", "ACTIVE"))),
         RunTag(TAG_UPDATED, str(state.get("updated_at", ""))),
         RunTag(MLFLOW_RUN_NOTE, str(state.get("description", ""))[:5000]),
+        RunTag(TAG_METADATA, metadata_tag(state.get("metadata"))),
     ]
     with store_errors("tagging the analysis run"):
         client.log_batch(run_id, tags=tags)

@@ -119,6 +119,19 @@ def test_update_analysis_is_reflected_in_list_analyses(client, exp, run_id):
     assert listed.status == AnalysisStatus.COMPLETED
 
 
+def test_list_analyses_carries_metadata(client, exp):
+    small = client.create_analysis(exp, run_name="small", metadata={"owner": "ana", "n": 3})
+    client.update_analysis(small, metadata={"ticket": "OPS-1"})
+    big_value = "x" * 6000  # too long for a run tag: read back from the snapshot
+    big = client.create_analysis(exp, run_name="big", metadata={"notes": big_value})
+    plain = client.create_analysis(exp, run_name="plain")
+    listed = {a.run_id: a.metadata for a in client.list_analyses(exp)}
+    assert listed[small] == client.get_analysis(small).metadata
+    assert listed[small]["owner"] == "ana" and listed[small]["ticket"] == "OPS-1"
+    assert listed[big] == {"notes": big_value}
+    assert listed[plain] == {}
+
+
 def test_list_analyses_returns_every_analysis_newest_first(client, exp):
     ids = [client.create_analysis(exp, run_name=f"Analysis {i}") for i in range(3)]
     listed = client.list_analyses(exp)
