@@ -259,7 +259,9 @@ class InsightsClient:
         out = []
         for run in runs.search_analysis_runs(self._client, experiment_id):
             analysis = _analysis_from_run(run)
-            if run.data.tags.get(runs.TAG_METADATA) == runs.METADATA_IN_SNAPSHOT:
+            # too long for a tag, or a run from before the tag existed: read the snapshot
+            if run.data.tags.get(runs.TAG_METADATA, runs.METADATA_IN_SNAPSHOT) == \
+                    runs.METADATA_IN_SNAPSHOT:
                 analysis = self.get_analysis(run.info.run_id)
             out.append(analysis)
         return out
@@ -591,7 +593,7 @@ def _analysis_from_run(run) -> Analysis:
 
 
 def _json_object(text: str | None) -> dict[str, Any]:
-    """A JSON object from a tag; {} when absent or not an object (older runs have no tag)."""
+    """A JSON object from a tag; {} when absent or not an object."""
     try:
         value = json.loads(text) if text else {}
     except ValueError:

@@ -132,6 +132,15 @@ def test_list_analyses_carries_metadata(client, exp):
     assert listed[plain] == {}
 
 
+def test_list_analyses_reads_metadata_of_runs_made_before_the_tag(client, exp):
+    from insights import runs
+
+    run_id = client.create_analysis(exp, run_name="old", metadata={"owner": "ana"})
+    MlflowClient(client.tracking_uri).delete_tag(run_id, runs.TAG_METADATA)
+    [listed] = client.list_analyses(exp)
+    assert listed.metadata == {"owner": "ana"}
+
+
 def test_list_analyses_returns_every_analysis_newest_first(client, exp):
     ids = [client.create_analysis(exp, run_name=f"Analysis {i}") for i in range(3)]
     listed = client.list_analyses(exp)

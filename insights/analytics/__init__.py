@@ -6,7 +6,7 @@ incrementally on every call. A census of a whole experiment on a tracking server
 exception: the server aggregates it (see ``server_census``), so nothing is copied.
 
     compute_census(tracking_uri, experiment_id, filter_string=None, start_time_ms=None,
-                   end_time_ms=None, progress=None) -> dict
+                   end_time_ms=None, progress=None, exact=False, sample_traces=None) -> dict
     execute_sql(tracking_uri, experiment_id, sql) -> SqlResult
     cohort_stats(tracking_uri, experiment_id, cohort, control, outcome, samples=5) -> dict
 """

@@ -73,6 +73,9 @@ class TraceTable:
         key = hashlib.sha256(f"{self.tracking_uri}|{self.experiment_id}".encode()).hexdigest()
         self.path = cache_dir() / f"{key[:20]}.duckdb"
         self.con = self._connect()
+        prepare = getattr(self.source, "prepare", None)
+        if prepare:
+            prepare(self.con)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         self.path.parent.mkdir(parents=True, exist_ok=True)

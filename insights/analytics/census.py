@@ -74,8 +74,9 @@ def tools_from_spans(spans: list[dict]) -> list[dict]:
 
 
 class _Census:
-    def __init__(self, con: duckdb.DuckDBPyConnection):
+    def __init__(self, con: duckdb.DuckDBPyConnection, granularity: str | None = None):
         self.con = con
+        self.granularity = granularity  # "hour" / "day"; None: chosen from the time range
 
     def rows(self, sql: str, params=None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()
@@ -213,7 +214,7 @@ class _Census:
     def time_buckets(self, lo: int | None, hi: int | None) -> dict:
         if lo is None:
             return {"granularity": "hour", "buckets": []}
-        unit = "day" if (hi - lo) > 7 * 86_400_000 else "hour"
+        unit = self.granularity or ("day" if (hi - lo) > 7 * 86_400_000 else "hour")
         b = f"epoch_ms(date_trunc('{unit}', make_timestamp(request_time_ms * 1000)))"
         samples = self.samples(f"SELECT {b} AS k, trace_id, (state = 'ERROR')::INT AS pri FROM t")
         return {"granularity": unit, "buckets": [

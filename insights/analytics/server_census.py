@@ -10,11 +10,17 @@ counts by name and value, and trace counts per time bucket.
 What it cannot give (error messages from span events, request/response lengths, traces with
 an erroring span, per-trace cost, sample trace ids) comes from a sample of traces read with
 their spans. The sample is stratified over the census's time buckets: each bucket gives its
-share of the sample, so the sample has the experiment's shape over time. Counts read from
-the sample are scaled to the whole experiment and the census says so under ``sample``.
-When the sample covers every trace, the result equals the exact census.
+share of the sample (largest remainders, so every sampled trace stands for the same number
+of traces), newest traces first within a bucket. Counts read from the sample are scaled to
+the whole experiment and the census says so under ``sample``. When the sample covers every
+trace, the result equals the exact census but for span durations.
 
-Span durations here are MLflow's: whole milliseconds.
+Where MLflow's aggregates differ from the exact census: span durations are whole
+milliseconds; span latency is grouped by name only (MLflow has no span-type dimension for
+it), so a name used by two span types shares its percentiles; spans without a type and
+assessments without a value are left out by the server. Any answer that reaches the server's
+row limit, and any metric or dimension an older server lacks, sends the caller back to the
+exact path (``UnsupportedByServer``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from insights.analytics.sqlite_source import _light_span_sql
 
 SAMPLE_TRACES = 1000
 MAX_WINDOWS = 100
+METRIC_ROWS = 50_000  # asked of the server per aggregate; an answer this long may be cut
 WORKERS = 4
 PAGE = 500
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
@@ -71,7 +78,7 @@ def compute_server_census(tracking_uri: str, experiment_id: str,
     buckets = metrics.buckets(lo, hi, unit_ms)
     say(f"reading a sample of {min(sample_traces, total)} of {total} traces with their spans")
     rows = _read_sample(source, _windows(buckets, unit_ms, hi, sample_traces, total))
-    sampled = _sample_census(rows)
+    sampled = _sample_census(rows, "day" if unit_ms == DAY_MS else "hour")
     n_sampled = sampled["total_traces"]
     scale = total / max(n_sampled, 1)
     say("combining server aggregates with the sample")
@@ -98,22 +105,21 @@ class _Metrics:
         from mlflow.entities.trace_metrics import MetricViewType
         from mlflow.exceptions import MlflowException
 
-        out, token = [], None
-        while True:
-            try:
-                page = self.store.query_trace_metrics(
-                    experiment_ids=[self.experiment_id], view_type=MetricViewType(view),
-                    metric_name=metric, aggregations=aggs, dimensions=dims, filters=filters,
-                    page_token=token, **window)
-            except (MlflowException, AttributeError, NotImplementedError) as exc:
-                code = getattr(exc, "error_code", "")
-                if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                    raise _store_error(exc) from exc
-                raise UnsupportedByServer(str(exc)) from exc
-            out += list(page)
-            token = page.token
-            if not token:
-                return out
+        try:
+            page = self.store.query_trace_metrics(
+                experiment_ids=[self.experiment_id], view_type=MetricViewType(view),
+                metric_name=metric, aggregations=aggs, dimensions=dims, filters=filters,
+                max_results=METRIC_ROWS, **window)
+        except (AttributeError, NotImplementedError) as exc:
+            raise UnsupportedByServer(f"no query_trace_metrics: {exc}") from exc
+        except MlflowException as exc:
+            if exc.error_code in ("ENDPOINT_NOT_FOUND", "NOT_IMPLEMENTED",
+                                  "INVALID_PARAMETER_VALUE", "BAD_REQUEST"):
+                raise UnsupportedByServer(f"{view}/{metric}: {exc.message}") from exc
+            raise _store_error(exc) from exc
+        if len(page) >= METRIC_ROWS or page.token:  # MLflow does not page these answers
+            raise UnsupportedByServer(f"{view}/{metric}: {len(page)} rows, answer may be cut")
+        return list(page)
 
     def queries(self) -> dict[str, Callable[[], dict]]:
         from mlflow.entities.trace_metrics import AggregationType as A
@@ -163,22 +169,38 @@ class _Metrics:
 def _time_range(source: MlflowApiSource) -> tuple[int, int]:
     oldest = source._search(None, False, ["timestamp_ms ASC"], 1)
     newest = source._search(None, False, ["timestamp_ms DESC"], 1)
+    if not oldest or not newest:  # traces deleted since the counts were taken
+        raise UnsupportedByServer("the experiment changed while the census ran")
     return oldest[0].info.request_time, newest[0].info.request_time
 
 
 def _windows(buckets: dict[int, dict], unit_ms: int, hi: int, sample: int,
              total: int) -> list[tuple[int, int, int]]:
-    """(start, end, how many traces to read) per window; windows are merged time buckets."""
+    """(start, end, how many traces to read) per window; windows are merged time buckets.
+
+    Quotas are proportional to each window's traces and sum to ``sample`` (largest
+    remainders), so one scale factor fits every sampled trace.
+    """
     starts = list(buckets)
     per = max(1, math.ceil(len(starts) / MAX_WINDOWS))
-    out = []
+    spans, sizes = [], []
     for i in range(0, len(starts), per):
         group = starts[i:i + per]
-        n = sum(sum(buckets[b].values()) for b in group)
-        quota = n if sample >= total else math.ceil(sample * n / total)
         end = max(group[-1] + unit_ms, hi + 1) if i + per >= len(starts) else starts[i + per]
-        out.append((group[0], end, int(quota)))
-    return out
+        spans.append((group[0], end))
+        sizes.append(int(sum(sum(buckets[b].values()) for b in group)))
+    return [(lo, end, q) for (lo, end), q in zip(spans, _quotas(sizes, min(sample, total)))]
+
+
+def _quotas(sizes: list[int], sample: int) -> list[int]:
+    """Split ``sample`` over windows in proportion to ``sizes`` (largest remainder method)."""
+    whole = sum(sizes) or 1
+    exact = [sample * n / whole for n in sizes]
+    quotas = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(sizes)), key=lambda i: quotas[i] - exact[i])
+    for i in by_remainder[:sample - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
 
 
 def _read_sample(source: MlflowApiSource, windows: list[tuple[int, int, int]]) -> _TraceRows:
@@ -202,8 +224,11 @@ def _read_sample(source: MlflowApiSource, windows: list[tuple[int, int, int]]) -
     return rows
 
 
-def _sample_census(rows: _TraceRows) -> dict:
-    """The exact census of the sampled traces, computed by the same code as a full census."""
+def _sample_census(rows: _TraceRows, granularity: str | None = None) -> dict:
+    """The exact census of the sampled traces, computed by the same code as a full census.
+
+    ``granularity`` makes its time buckets match the server's, whatever the sample's range.
+    """
     con = duckdb.connect()
     try:
         con.execute(DDL)
@@ -216,7 +241,7 @@ def _sample_census(rows: _TraceRows) -> dict:
         staging.merge_assessments(con)
         for view, table in (("t", "trace_rows"), ("s", "span_rows"), ("a", "assessment_rows")):
             con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {table}")
-        return _Census(con).build()
+        return _Census(con, granularity).build()
     finally:
         con.close()
 
@@ -232,6 +257,7 @@ def _overlay(c: dict, exact: dict, buckets: dict, unit_ms: int, scale: float, lo
     c.update(total_traces=total, error_traces=errors, error_rate=_rate(errors, total),
              time_range={"start_ms": lo, "end_ms": hi})
     c["latency_ms"] = {k: _percentiles(exact[f"latency_{k}"]) for k in ("all", "ok")}
+    sampled_token_ids = (c.get("tokens") or {}).get("sample_trace_ids", [])
     c["spans"] = _spans(c["spans"], exact, scale)
     c["tools"] = tools_from_spans(c["spans"])
     if scale > 1:  # keep the sample's own count beside each estimate
@@ -241,6 +267,7 @@ def _overlay(c: dict, exact: dict, buckets: dict, unit_ms: int, scale: float, lo
         empty = c["responses"]["empty_responses"]
         empty["sample_count"], empty["count"] = empty["count"], scaled(empty["count"])
     tok = exact["tokens"]
+    c["tokens"] = None  # the server's figures or none: never the sample's, unscaled
     if tok.get("SUM"):
         c["tokens"] = {
             "traces_with_tokens": round(tok["SUM"] / tok["AVG"]) if tok.get("AVG") else None,
@@ -249,7 +276,7 @@ def _overlay(c: dict, exact: dict, buckets: dict, unit_ms: int, scale: float, lo
             "output_tokens": _whole(exact["output_tokens"].get("SUM")),
             "per_trace": {"mean": _num(tok.get("AVG")), "p50": _num(tok.get("P50.0")),
                           "p95": _num(tok.get("P95.0")), "max": _whole(tok.get("MAX"))},
-            "sample_trace_ids": (c.get("tokens") or {}).get("sample_trace_ids", [])}
+            "sample_trace_ids": sampled_token_ids}
     if c.get("cost"):
         c["cost"]["traces_with_cost"] = scaled(c["cost"]["traces_with_cost"])
         c["cost"]["total_cost"] = round(c["cost"]["total_cost"] * scale, 6)

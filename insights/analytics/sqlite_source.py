@@ -62,21 +62,27 @@ class SqliteSource:
         except sqlite3.Error as exc:
             raise TrackingServerError(f"cannot read SQLite store {self.path}: {exc}") from exc
         self.ti_cols = {r[1] for r in self.conn.execute("PRAGMA table_info(trace_info)")}
-        self.native: bool | None = None  # decided on first load: can DuckDB read the file?
+        self.native = False  # set by prepare(): can DuckDB read the file itself?
 
     def close(self) -> None:
         self.conn.close()
 
+    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Attach the store to ``con`` for DuckDB to read, if its SQLite extension loads.
+
+        Called outside any transaction: a failed LOAD or ATTACH inside one would abort it.
+        """
+        self.native = _attach(con, self.path)
+
     def _stage(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, params: tuple,
                schema: pa.Schema, transform=None) -> None:
         """Run SQLite ``sql`` and put its rows, named and typed by ``schema``, in ``name``."""
-        if self.native is None:
-            self.native = _attach(con, self.path)
         if not self.native:
             return stage(con, name, self._rows(sql, params, schema), schema, transform)
         pieces = sql.split("?")  # every parameter is an int: inline it
-        text = "".join(p + (str(int(v)) if i < len(params) else "")
-                       for i, (p, v) in enumerate(zip(pieces, [*params, None])))
+        if len(pieces) != len(params) + 1:
+            raise ValueError("each '?' in the SQL must be a parameter")
+        text = pieces[0] + "".join(str(int(v)) + p for v, p in zip(params, pieces[1:]))
         cols = ", ".join(f"CAST({f.name} AS {DUCK_TYPES[f.type]}) AS {f.name}" for f in schema)
         src = (f"(SELECT {cols} FROM sqlite_query('{STORE_ALIAS}', {_quote(text)}) "
                f"AS q({', '.join(f.name for f in schema)}))")

@@ -131,3 +131,32 @@ def server_corpus(mlflow_server):
 @pytest.fixture(params=["sqlite", "server"])
 def corpus(request):
     return request.getfixturevalue(f"{request.param}_corpus")
+
+
+DAY_NS = 86_400 * 10**9
+
+
+@pytest.fixture(scope="module")
+def ten_day_corpus(mlflow_server):
+    """30 traces on a real server, 3 a day over 10 days (start times in the past); the last
+    trace of each day fails. Read only."""
+    import time
+
+    client = mlflow.MlflowClient(mlflow_server.uri)
+    exp = client.create_experiment(f"days-{uuid.uuid4().hex[:8]}")
+    start = (int(time.time()) // 86_400 - 12) * DAY_NS  # midnight UTC, 12 days ago
+    ids = []
+    with tracking(mlflow_server.uri):
+        for day in range(10):
+            for k in range(3):
+                t0 = start + day * DAY_NS + (k + 1) * 3_600 * 10**9
+                root = client.start_trace("agent", span_type="AGENT", inputs={"q": f"d{day}k{k}"},
+                                          experiment_id=exp, start_time_ns=t0)
+                child = client.start_span("lookup", trace_id=root.trace_id, parent_id=root.span_id,
+                                          span_type="TOOL", start_time_ns=t0 + 10**6)
+                client.end_span(root.trace_id, child.span_id, end_time_ns=t0 + 5 * 10**6)
+                client.end_trace(root.trace_id, outputs={"a": "ok"},
+                                 status="ERROR" if k == 2 else "OK", end_time_ns=t0 + 9 * 10**6)
+                ids.append(root.trace_id)
+        mlflow.flush_trace_async_logging()
+    return mlflow_server.uri, exp, ids

@@ -110,3 +110,20 @@ def test_both_sqlite_readers_fill_the_same_cache(sqlite_corpus, monkeypatch, tmp
     assert seen["python"][0] is False and seen["duckdb"][0] is True
     assert seen["python"][1:] == seen["duckdb"][1:]
     assert len(seen["duckdb"][2]) == 20
+
+
+def test_sqlite_extension_that_will_not_load_falls_back_to_python(sqlite_corpus, monkeypatch):
+    import duckdb
+
+    from insights.analytics import TraceTable, execute_sql, sqlite_source
+
+    def broken(con):
+        raise duckdb.IOException("extension not found")
+
+    monkeypatch.setattr(sqlite_source, "_load_sqlite_extension", broken)
+    uri, exp, ids = sqlite_corpus
+    c = compute_census(uri, exp)
+    assert c["total_traces"] == 20 and c["error_traces"] == 2
+    assert execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) = 3").rows == [[20]]
+    with TraceTable(uri, exp) as table:
+        assert table.source.native is False

@@ -100,3 +100,48 @@ def test_cli_census_unknown_run(server_uri):
     r = CliRunner().invoke(app, ["--tracking-uri", server_uri, "create-baseline-census",
                                  "--run-id", "0123456789abcdef0123456789abcdef"])
     assert r.exit_code != 0 and "0123456789abcdef0123456789abcdef" in r.stderr
+
+
+def test_sample_spread_over_days(ten_day_corpus):
+    uri, exp, ids = ten_day_corpus
+    c = compute_census(uri, exp, sample_traces=10)
+    assert c["method"] == "server aggregates + sample"
+    assert c["sample"]["traces"] == 10 and c["sample"]["scale"] == 3.0
+    assert (c["total_traces"], c["error_traces"]) == (30, 10)
+    buckets = c["time_buckets"]
+    assert buckets["granularity"] == "day" and len(buckets["buckets"]) == 10
+    assert all((b["traces"], b["errors"]) == (3, 1) for b in buckets["buckets"])
+    # one sampled trace per day: each day's bucket cites a trace of that day
+    for b in buckets["buckets"]:
+        (tid,) = b["sample_trace_ids"]
+        assert tid in ids
+    spans = {s["name"]: s for s in c["spans"]}
+    assert (spans["lookup"]["span_type"], spans["lookup"]["count"]) == ("TOOL", 30)
+    assert abs(spans["lookup"]["p50_ms"] - 4) <= 1
+
+
+def test_empty_experiment_on_server(server_uri):
+    import mlflow
+
+    exp = mlflow.MlflowClient(server_uri).create_experiment("empty-census")
+    c = compute_census(server_uri, exp)
+    assert c["total_traces"] == 0 and c["spans"] == [] and c["sample"]["traces"] == 0
+
+
+def test_answer_at_the_row_limit_falls_back_to_the_exact_path(server_corpus, monkeypatch):
+    from insights.analytics import server_census
+
+    uri, exp, _ = server_corpus
+    monkeypatch.setattr(server_census, "METRIC_ROWS", 3)  # span counts have more rows
+    steps: list[str] = []
+    c = compute_census(uri, exp, progress=steps.append)
+    assert c["method"] == "exact" and c["total_traces"] == 20
+    assert any("loading every trace" in s for s in steps)
+
+
+def test_quotas_are_proportional_and_sum_to_the_sample():
+    from insights.analytics.server_census import _quotas
+
+    assert _quotas([1] * 99 + [9901], 100) == [0] * 99 + [100]
+    assert sum(_quotas([5, 5, 5], 10)) == 10 and sorted(_quotas([5, 5, 5], 10)) == [3, 3, 4]
+    assert _quotas([10, 30], 40) == [10, 30]
