@@ -51,7 +51,8 @@ SAMPLED_SECTIONS = ["errors", "responses", "cost", "spans.traces_with_error",
 
 
 class UnsupportedByServer(Exception):
-    """The server lacks the metrics API (older MLflow): the caller loads traces instead."""
+    """The server cannot answer in full (older MLflow, a missing metric, an answer at its row
+    limit, traces deleted meanwhile): the caller loads every trace instead."""
 
 
 def compute_server_census(tracking_uri: str, experiment_id: str,
