@@ -156,9 +156,7 @@ class MlflowApiSource:
             parts = list(pool.map(window_rows, self._windows(since_ms)))
         for name, table, schema, sql in (
                 ("stage_ti", "ti", TI, None),
-                ("stage_spans", "spans", SPANS,
-                 lambda src: _light_span_sql(f"(SELECT *, (parent_id IS NULL)::INT AS is_root "
-                                             f"FROM {src})")),
+                ("stage_spans", "spans", SPANS, light_spans_sql),
                 ("stage_full", "spans", SPANS, _full_span_sql),
                 ("stage_tags", "tags", KV, None), ("stage_meta", "meta", KV, None),
                 ("stage_assessments", "assessments", ASSESS, None)):
@@ -231,6 +229,11 @@ class _TraceRows:
                 value if isinstance(value, str) else json.dumps(value),
                 a.source.source_type if a.source else None, a.rationale,
                 a.last_update_time_ms, a.valid if a.valid is not None else True))
+
+
+def light_spans_sql(src: str) -> str:
+    """Light span rows from staged ``SPANS`` rows (a span is a root when it has no parent)."""
+    return _light_span_sql(f"(SELECT *, (parent_id IS NULL)::INT AS is_root FROM {src})")
 
 
 def _json(text: str | None) -> dict | None:

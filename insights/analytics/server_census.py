@@ -36,9 +36,8 @@ import duckdb
 from insights.analytics import staging
 from insights.analytics.census import FAILING_VALUES, _Census, _num, _rate, tools_from_spans
 from insights.analytics.mlflow_source import (ASSESS, SPANS, TI, MlflowApiSource, _store_error,
-                                              _TraceRows)
+                                              _TraceRows, light_spans_sql)
 from insights.analytics.schema import DDL
-from insights.analytics.sqlite_source import _light_span_sql
 
 SAMPLE_TRACES = 1000
 MAX_WINDOWS = 100
@@ -52,7 +51,7 @@ SAMPLED_SECTIONS = ["errors", "responses", "cost", "spans.traces_with_error",
 
 class UnsupportedByServer(Exception):
     """The server cannot answer in full (older MLflow, a missing metric, an answer at its row
-    limit, traces deleted meanwhile): the caller loads every trace instead."""
+    limit): the caller loads every trace instead."""
 
 
 def compute_server_census(tracking_uri: str, experiment_id: str,
@@ -65,18 +64,23 @@ def compute_server_census(tracking_uri: str, experiment_id: str,
         source.client.get_experiment(source.experiment_id)
     except Exception as exc:
         raise _store_error(exc) from exc
+    span = _time_range(source)
+    if span is None:
+        return {**_sample_census(_TraceRows()), "method": "server aggregates + sample",
+                "sample": {"traces": 0, "of": 0, "scale": 1.0, "sections": [], "how": ""}}
+    lo, hi = span
+    unit_ms = DAY_MS if hi - lo > 7 * DAY_MS else HOUR_MS
     metrics = _Metrics(source)
     say("asking the server for trace, span and assessment aggregates")
     with ThreadPoolExecutor(WORKERS) as pool:
         jobs = {name: pool.submit(fn) for name, fn in metrics.queries().items()}
+        buckets = metrics.buckets(lo, hi, unit_ms)
         exact = {name: job.result() for name, job in jobs.items()}
-    total = int(sum(exact["status"].values()))
-    if not total:
-        return {**_sample_census(_TraceRows()), "method": "server aggregates + sample",
-                "sample": {"traces": 0, "of": 0, "scale": 1.0, "sections": [], "how": ""}}
-    lo, hi = _time_range(source)
-    unit_ms = DAY_MS if hi - lo > 7 * DAY_MS else HOUR_MS
-    buckets = metrics.buckets(lo, hi, unit_ms)
+    exact["status"] = status = {}  # the buckets cover [oldest, newest]: their sum is the total
+    for counts in buckets.values():
+        for state, n in counts.items():
+            status[state] = status.get(state, 0) + n
+    total = int(sum(status.values()))
     say(f"reading a sample of {min(sample_traces, total)} of {total} traces with their spans")
     rows = _read_sample(source, _windows(buckets, unit_ms, hi, sample_traces, total))
     sampled = _sample_census(rows, "day" if unit_ms == DAY_MS else "hour")
@@ -138,8 +142,6 @@ class _Metrics:
                                 {})
 
         return {
-            "status": lambda: {k[0]: v["COUNT"] for k, v in
-                               keyed("TRACES", "trace_count", count, ["trace_status"])().items()},
             "latency_all": single("TRACES", "latency", [*pct, mx]),
             "latency_ok": single("TRACES", "latency", [*pct, mx], ["trace.status = 'OK'"]),
             "tokens": single("TRACES", "total_tokens",
@@ -167,11 +169,12 @@ class _Metrics:
         return dict(sorted(out.items()))
 
 
-def _time_range(source: MlflowApiSource) -> tuple[int, int]:
+def _time_range(source: MlflowApiSource) -> tuple[int, int] | None:
+    """Oldest and newest trace start (ms), or None for an experiment without traces."""
     oldest = source._search(None, False, ["timestamp_ms ASC"], 1)
     newest = source._search(None, False, ["timestamp_ms DESC"], 1)
-    if not oldest or not newest:  # traces deleted since the counts were taken
-        raise UnsupportedByServer("the experiment changed while the census ran")
+    if not oldest or not newest:
+        return None
     return oldest[0].info.request_time, newest[0].info.request_time
 
 
@@ -234,9 +237,7 @@ def _sample_census(rows: _TraceRows, granularity: str | None = None) -> dict:
     try:
         con.execute(DDL)
         staging.stage(con, "stage_ti", [rows.table("ti", TI)], TI)
-        staging.stage(con, "stage_spans", [rows.table("spans", SPANS)], SPANS,
-                      lambda src: _light_span_sql(
-                          f"(SELECT *, (parent_id IS NULL)::INT AS is_root FROM {src})"))
+        staging.stage(con, "stage_spans", [rows.table("spans", SPANS)], SPANS, light_spans_sql)
         staging.stage(con, "stage_assessments", [rows.table("assessments", ASSESS)], ASSESS)
         staging.merge_light(con)
         staging.merge_assessments(con)
