@@ -1,13 +1,13 @@
 """``insights-agent demo``: build a local store from the traced demo app and analyze it.
 
-The demo application lives in ``examples/demo_app`` (a travel assistant with tools, scripted
-model responses and planted faults). Nothing in ``agent/`` or ``workflows/`` depends on what it
-does; this module only builds the store and starts an unattended analysis over it.
+The demo application lives in ``agent/demo_app`` (a travel assistant with tools, scripted
+model responses and planted faults), inside the distribution so an installed wheel can run it.
+Nothing else in ``agent/`` or ``workflows/`` depends on what it does; this module only builds
+the store and starts an unattended analysis over it.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +17,9 @@ MARKER = ".insights-demo"
 
 
 def import_demo_app():
-    """The demo ships in the repository's ``examples/``; find it beside the installed package."""
-    try:
-        import examples.demo_app as demo_app
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        import examples.demo_app as demo_app
+    """The demo app, imported on call: it pulls in MLflow, which a CLI start must not pay for."""
+    from agent import demo_app
+
     return demo_app
 
 

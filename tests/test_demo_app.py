@@ -9,11 +9,11 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Trace
 
-from examples.demo_app import (
+from agent.demo_app import (
     EMPTY_RESPONSES, FAILING_ASSESSMENT, HARMLESS, SLOW_LONG_INPUTS, TOOL_OUTAGE, DemoCorpus,
     build_demo_corpus,
 )
-from examples.demo_app.corpus import EXPORT_TUNING
+from agent.demo_app.corpus import EXPORT_TUNING
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 N = 120

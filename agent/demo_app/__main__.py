@@ -1,4 +1,4 @@
-"""`python -m examples.demo_app --tracking-uri sqlite:///demo.db --n 400`"""
+"""`python -m agent.demo_app --tracking-uri sqlite:///demo.db --n 400`"""
 
 from __future__ import annotations
 
