@@ -11,13 +11,17 @@ import json
 import os
 import sys
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import typer
 
+# Only light modules at import time: --help must not load MLflow, DuckDB or SciPy (seconds).
+# The client, and through it everything heavy, is imported by the commands that run.
 from insights import render
-from insights.client import InsightsClient
 from insights.errors import InsightsError, InvalidInputError
+
+if TYPE_CHECKING:
+    from insights.client import InsightsClient
 
 app = typer.Typer(
     name="mlflow-insights",
@@ -63,6 +67,8 @@ def _main(
 
 
 def _client() -> InsightsClient:
+    from insights.client import InsightsClient
+
     return InsightsClient(_state["tracking_uri"])
 
 

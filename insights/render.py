@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from insights.models import Analysis, Hypothesis, Issue
+if TYPE_CHECKING:  # annotations only: pydantic models are not needed to print --help
+    from insights.models import Analysis, Hypothesis, Issue
 
 console = Console()
 
@@ -180,7 +181,9 @@ def census_view(c: dict[str, Any]) -> Group:
 
 
 def cohort_view(stats: dict[str, Any]) -> Table:
-    table = Table(title=f"Cohort vs control (p={stats.get('p_value', 1):.3g}, "
+    p_value = stats.get("p_value")  # None when the cohort or the control is empty
+    p_text = "n/a" if p_value is None else f"{p_value:.3g}"
+    table = Table(title=f"Cohort vs control (p={p_text}, "
                         f"difference {stats.get('difference') or 0:+.1%}, 95% CI {stats.get('ci95')})")
     for col in ("group", "traces", "events", "rate", "sample events"):
         table.add_column(col, overflow="fold")

@@ -11,11 +11,37 @@ exception: the server aggregates it (see ``server_census``), so nothing is copie
     cohort_stats(tracking_uri, experiment_id, cohort, control, outcome, samples=5) -> dict
 """
 
-from insights.analytics.cache import TraceTable
-from insights.analytics.census import compute_census
-from insights.analytics.cohorts import cohort_stats
-from insights.analytics.schema import TRACES_SCHEMA_HELP
-from insights.analytics.sql import SqlResult, execute_sql
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from insights.analytics.cache import TraceTable
+    from insights.analytics.census import compute_census
+    from insights.analytics.cohorts import cohort_stats
+    from insights.analytics.schema import TRACES_SCHEMA_HELP
+    from insights.analytics.sql import SqlResult, execute_sql
+
+# Imported on first use (PEP 562): DuckDB, SciPy and MLflow load in seconds, and the CLI reads
+# ``insights.analytics.schema`` for its --help without paying for them.
+_LAZY = {
+    "TraceTable": "insights.analytics.cache",
+    "compute_census": "insights.analytics.census",
+    "cohort_stats": "insights.analytics.cohorts",
+    "TRACES_SCHEMA_HELP": "insights.analytics.schema",
+    "SqlResult": "insights.analytics.sql",
+    "execute_sql": "insights.analytics.sql",
+}
 
 __all__ = ["compute_census", "execute_sql", "cohort_stats", "SqlResult", "TRACES_SCHEMA_HELP",
            "TraceTable"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'insights.analytics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
