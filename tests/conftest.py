@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +14,13 @@ from pathlib import Path
 import mlflow
 import pytest
 import requests
+
+from helpers.fixtures import copy_template, sqlite_template, tracking_uri  # noqa: F401
+
+# Fixtures whose use means a test talks to a real `mlflow server` (marked ``server``), and the
+# parametrized store fixtures whose "server" param does.
+SERVER_FIXTURES = {"mlflow_server", "server_uri", "server_experiment_id"}
+PARAMETRIZED_STORES = ("store", "corpus")
 
 
 def _free_port() -> int:
@@ -29,17 +38,6 @@ def _no_leaked_active_experiment():
 
 
 @pytest.fixture()
-def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite tracking store; artifacts go to a folder beside it."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
-
-
-@pytest.fixture()
 def experiment_id(tracking_uri: str, tmp_path: Path) -> str:
     return mlflow.MlflowClient(tracking_uri).create_experiment(
         "test-exp", artifact_location=(tmp_path / "artifacts").as_uri()
@@ -47,50 +45,100 @@ def experiment_id(tracking_uri: str, tmp_path: Path) -> str:
 
 
 class MlflowServer:
-    def __init__(self, root: Path):
+    """A real `mlflow server` subprocess on 127.0.0.1 whose backend store starts as a copy of
+    the migrated template (no migrations at start-up). It runs in its own process group so
+    ``stop()`` ends the workers too."""
+
+    START_TIMEOUT_S = 90
+
+    def __init__(self, root: Path, *, extra_args: tuple[str, ...] = (), workers: int = 2,
+                 env: dict[str, str] | None = None):
         self.root = root
         self.port = _free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
+        self.extra_args = extra_args
+        self.workers = workers
+        self.env = dict(os.environ if env is None else env)
         self.proc: subprocess.Popen | None = None
 
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
+
     def start(self) -> None:
+        """Start and wait for /health; on a timeout or an early exit, stop the whole process
+        group and raise with the tail of the server's output."""
         self.root.mkdir(parents=True, exist_ok=True)
+        backend = copy_template(self.root / "server.db")
         cmd = [
             sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+            "--backend-store-uri", backend,
             "--artifacts-destination", str(self.root / "artifacts"),
-            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+            *self.extra_args,
         ]
-        log = open(self.root / "server.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
+        # No background job runner (scorer jobs, which no test uses): it is several polling
+        # processes per server, CPU the tests need on a small machine.
+        env = {**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.START_TIMEOUT_S
+        while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError((self.root / "server.log").read_text()[-3000:])
+                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}:\n"
+                                   f"{self._log_tail()}")
             try:
                 if requests.get(f"{self.uri}/health", timeout=1).ok:
                     return
             except requests.RequestException:
                 pass
-            time.sleep(0.3)
-        raise RuntimeError("mlflow server did not start in 90 s")
+            time.sleep(0.1)
+        raise RuntimeError(f"mlflow server did not answer /health in {self.START_TIMEOUT_S} s:\n"
+                           f"{self._log_tail()}")
+
+    def _log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no server log)"
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+        """SIGTERM the server's process group, SIGKILL it if it lingers. Safe to call twice."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:  # the leader is gone; end any worker it left behind
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            return
+        for sig, wait_s in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
-                self.proc.wait(timeout=15)
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.proc.wait(timeout=wait_s)
+                return
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                continue
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> MlflowServer:
-    """One real `mlflow server` on 127.0.0.1 for the whole session."""
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory,
+                  request: pytest.FixtureRequest) -> MlflowServer:
+    """One real `mlflow server` on 127.0.0.1 for the whole session, always stopped at the end
+    (a finalizer registered before it starts)."""
     server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    request.addfinalizer(server.stop)
     server.start()
-    yield server
-    server.stop()
+    return server
 
 
 @pytest.fixture()
@@ -117,3 +165,17 @@ def store(request: pytest.FixtureRequest) -> tuple[str, str]:
         return uri, request.getfixturevalue("experiment_id")
     uri = request.getfixturevalue("server_uri")
     return uri, request.getfixturevalue("server_experiment_id")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that talks to a real `mlflow server` with ``server``, so
+    ``pytest -m "not server"`` is a fast local loop: tests using a server fixture (directly or
+    through another fixture), the "server" param of the parametrized store fixtures, and the
+    REST/UI tests under tests/server/."""
+    server_dir = Path(__file__).parent / "server"
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if (SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+                or any(params.get(name) == "server" for name in PARAMETRIZED_STORES)
+                or server_dir in Path(str(item.path)).parents):
+            item.add_marker(pytest.mark.server)

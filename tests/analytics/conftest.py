@@ -69,11 +69,9 @@ def log_feedback(ids: list[str]) -> None:
 
 
 @pytest.fixture(scope="session")
-def template_db(tmp_path_factory) -> Path:
+def template_db(sqlite_template) -> Path:
     """An empty, fully migrated MLflow SQLite store; copying it skips MLflow's slow migrations."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
+    return sqlite_template
 
 
 def new_sqlite_store(template: Path, folder: Path) -> tuple[str, str]:

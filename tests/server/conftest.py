@@ -3,17 +3,19 @@ analysis, and a real uvicorn server on 127.0.0.1 serving ``insights.server.creat
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import mlflow
 import pytest
 import requests
 
 from insights.client import InsightsClient
-from tests.helpers.fixtures import sqlite_template, tracking_uri  # noqa: F401 (fast fresh stores)
+from helpers.fixtures import copy_template, rewrite_paths
 
 API = "/api/3.0/mlflow/traces/insights/agentic/"
 
@@ -70,11 +72,54 @@ def seed(uri: str, experiment_id: str) -> Seeded:
     return Seeded(uri, experiment_id, run_id, hid, issue_ids, traces, client)
 
 
+@pytest.fixture(scope="session")
+def pristine_seeded(tmp_path_factory: pytest.TempPathFactory) -> Seeded:
+    """The seeded store built once per session (database + artifacts under one folder).
+    Never hand it to a test: ``seeded`` gives each test its own copy."""
+    root = tmp_path_factory.mktemp("seeded")
+    uri = copy_template(root / "mlflow.db")
+    exp = mlflow.MlflowClient(uri).create_experiment(
+        "insights-ui", artifact_location=(root / "artifacts").as_uri())
+    previous = mlflow.get_tracking_uri()
+    try:
+        return seed(uri, exp)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def _forget_artifact_repos() -> bool:
+    """MLflow caches each run's artifact repository by run id for the life of the process.
+    Copies of one store share run ids, so a copy must not reuse the repository of another
+    copy; forgetting the cache makes the process behave as a fresh one would. False when
+    this MLflow has no such cache attribute (then each test seeds its own store instead)."""
+    from mlflow.tracking._tracking_service import utils
+
+    cache = getattr(utils, "_artifact_repos_cache", None)
+    if not hasattr(cache, "clear"):
+        return False
+    cache.clear()
+    return True
+
+
 @pytest.fixture()
-def seeded(tracking_uri, tmp_path) -> Seeded:  # noqa: F811
-    exp = mlflow.MlflowClient(tracking_uri).create_experiment(
-        "insights-ui", artifact_location=(tmp_path / "artifacts").as_uri())
-    return seed(tracking_uri, exp)
+def seeded(tracking_uri, tmp_path, request: pytest.FixtureRequest) -> Seeded:
+    """A fresh store per test: a private copy of the session's seeded store at
+    ``tracking_uri`` (same ids, paths rewritten to ``tmp_path``), so the traces are not
+    logged again for every test."""
+    if not _forget_artifact_repos():
+        exp = mlflow.MlflowClient(tracking_uri).create_experiment(
+            "insights-ui", artifact_location=(tmp_path / "artifacts").as_uri())
+        return seed(tracking_uri, exp)
+    pristine_seeded: Seeded = request.getfixturevalue("pristine_seeded")
+    _forget_artifact_repos()  # building the pristine store may have cached its runs' repos
+    src = Path(pristine_seeded.uri.removeprefix("sqlite:///")).parent
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    shutil.copyfile(src / "mlflow.db", db)
+    if (src / "artifacts").exists():
+        shutil.copytree(src / "artifacts", tmp_path / "artifacts")
+    rewrite_paths(db, str(src), str(tmp_path))
+    mlflow.set_tracking_uri(tracking_uri)
+    return replace(pristine_seeded, uri=tracking_uri, client=InsightsClient(tracking_uri))
 
 
 def free_port() -> int:

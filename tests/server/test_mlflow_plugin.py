@@ -7,9 +7,6 @@ The ``mlflow.app`` entry point is registered for the subprocess through a throwa
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 
 import pytest
 import requests
@@ -17,7 +14,7 @@ from mlflow import MlflowClient
 
 from insights.client import InsightsClient
 from insights.server.api import API_PREFIX
-from tests.server.conftest import free_port
+from tests.conftest import MlflowServer
 
 pytestmark = pytest.mark.server
 
@@ -29,34 +26,16 @@ def plugin_server(tmp_path):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: insights-plugin-probe\nVersion: 0.0\n")
     (dist / "entry_points.txt").write_text(
         "[mlflow.app]\ninsights = insights.server.mlflow_app:create_app\n")
-    port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tmp_path / "plugin"), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     env.pop("MLFLOW_TRACKING_URI", None)
-    cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "insights",
-           "--backend-store-uri", f"sqlite:///{tmp_path / 'db.sqlite'}",
-           "--artifacts-destination", str(tmp_path / "artifacts"),
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
+    server = MlflowServer(tmp_path / "server", extra_args=("--app-name", "insights"), workers=1,
+                          env=env)
     try:
-        while True:
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError((tmp_path / "server.log").read_text()[-3000:])
-            try:
-                if requests.get(f"{url}/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.3)
-        yield url
+        server.start()  # a copy of the migrated template as backend store; stopped on failure
+        yield server.uri
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 def test_mlflow_server_app_serves_mlflow_and_insights(plugin_server):

@@ -1,23 +1,32 @@
 """Fixtures for the analyze-experiment workflow tests.
 
 The demo corpus (the traced travel assistant with planted faults) is built ONCE per session
-into a SQLite store under a session temp folder. Tests that write analyses get their own copy
+into a SQLite store under a session temp folder, or copied from the fixture cache when an
+earlier session built the same (seed, size, demo code) within the hour. Tests that write analyses get their own copy
 of that store (database + artifacts, with the artifact paths inside the database rewritten to
 the copy), so every test starts from a pristine store and nothing leaks between tests.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import pickle
 import shutil
-import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+
+from helpers import fixtures
+from helpers.fixtures import copy_template
+from helpers.fixtures import rewrite_paths as _rewrite_paths
 
 # The demo's default size. The corpus, trace ids included, is fixed by the seed, so these tests
 # see one explore/holdout split. Over random splits (MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR=
@@ -63,21 +72,6 @@ class Store:
         return Store(dst, self.experiment_id, self.corpus)
 
 
-def _rewrite_paths(db: Path, old: str, new: str) -> None:
-    """Point every stored path (experiment/run artifact locations, trace tags...) at the copy."""
-    con = sqlite3.connect(db)
-    try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        for table in tables:
-            for _, column, ctype, *_ in con.execute(f'PRAGMA table_info("{table}")'):
-                if ctype.upper().startswith(("VARCHAR", "TEXT", "CHAR")) or not ctype:
-                    con.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
-                                f'WHERE "{column}" LIKE ?', (old, new, f"%{old}%"))
-        con.commit()
-    finally:
-        con.close()
-
-
 @dataclass
 class AnalyzedStore:
     """A store analyzed once, unattended, by the offline analyst (shared, read-only)."""
@@ -103,28 +97,91 @@ def _isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory):
         yield home
 
 
-def build_store(root: Path, n_traces: int) -> Store:
-    """The demo corpus in a new SQLite store under ``root`` (artifacts beside the database)."""
+def _demo_app():
+    """The demo application (the one place this package imports it)."""
     from agent.demo import import_demo_app
 
-    demo_app = import_demo_app()
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return import_demo_app()
+
+
+def build_store(root: Path, n_traces: int, seed: int = DEMO_SEED) -> Store:
+    """The demo corpus in a new SQLite store under ``root`` (artifacts beside the database)."""
+    demo_app = _demo_app()
+    uri = copy_template(root / "mlflow.db")
     MlflowClient(uri).create_experiment(EXPERIMENT, artifact_location=(root / "artifacts").as_uri())
-    corpus = demo_app.build_demo_corpus(uri, n_traces=n_traces, seed=DEMO_SEED,
+    corpus = demo_app.build_demo_corpus(uri, n_traces=n_traces, seed=seed,
                                         experiment_name=EXPERIMENT)
     return Store(root, corpus.experiment_id, corpus)
+
+
+def _demo_cache_key(n_traces: int, seed: int) -> str:
+    """What a cached demo store was built from: seed, size, the demo app's code, the MLflow
+    schema, and the hour its 48 simulated hours end (the demo's default start is 48 h before
+    now, on the hour), so a cached corpus looks exactly like a freshly built one."""
+    demo_app = _demo_app()
+    digest = hashlib.sha256()
+    for path in sorted(Path(demo_app.__file__).parent.rglob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    hour = datetime.now(timezone.utc).strftime("%Y%m%d%H")
+    parts = [demo_app.__name__, fixtures.migrated_template().name, EXPERIMENT, str(seed),
+             str(n_traces), hour, digest.hexdigest()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
+
+
+def cached_store(root: Path, n_traces: int, seed: int = DEMO_SEED) -> Store:
+    """A pristine demo store under ``root``: a copy of one built earlier with the same
+    (seed, size, code), or built now and kept for later sessions.
+
+    Random trace ids (``MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR``) or
+    ``INSIGHTS_TEST_CACHE=0`` skip the cache: each session then gets a corpus of its own."""
+    random_ids = os.environ.get("MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR", "").lower()
+    if not fixtures.cache_enabled() or random_ids in ("1", "true"):
+        return build_store(root, n_traces, seed)
+    cache = fixtures.fixture_cache_dir()
+    entry = cache / f"demo-{seed}-{n_traces}-{_demo_cache_key(n_traces, seed)}"
+    if not (entry / "corpus.pickle").exists():
+        _publish(cache, entry, n_traces, seed)
+    with open(entry / "corpus.pickle", "rb") as f:
+        corpus = pickle.load(f)
+    return Store(entry, corpus.experiment_id, corpus).copy_to(root)
+
+
+def _publish(cache: Path, entry: Path, n_traces: int, seed: int) -> None:
+    """Build into a private folder, point its paths at ``entry``, then rename it into place
+    (atomic; if another process got there first, its entry wins)."""
+    _prune(cache)
+    partial = cache / f".partial-{uuid.uuid4().hex}"
+    try:
+        store = build_store(partial, n_traces, seed)
+        _rewrite_paths(store.db, str(partial), str(entry))
+        with open(partial / "corpus.pickle", "wb") as f:  # written last: marks a whole entry
+            pickle.dump(store.corpus, f)
+        with contextlib.suppress(OSError):  # an entry published meanwhile is just as good
+            os.rename(partial, entry)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _prune(cache: Path, max_age_s: float = 6 * 3600) -> None:
+    """Drop demo stores (and abandoned partial builds) older than a few hours: their key hour
+    has passed, so no session will ask for them again."""
+    now = time.time()
+    for path in [*cache.glob("demo-*"), *cache.glob(".partial-*")]:
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > max_age_s:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """The pristine full demo store, built once. Do not write to it: use ``fresh_store``."""
-    return build_store(tmp_path_factory.mktemp("demo-store"), DEMO_TRACES)
+    return cached_store(tmp_path_factory.mktemp("demo-store") / "store", DEMO_TRACES)
 
 
 @pytest.fixture(scope="session")
 def small_demo_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """A pristine smaller demo store, built once. Do not write to it: use ``small_store``."""
-    return build_store(tmp_path_factory.mktemp("small-store"), SMALL_TRACES)
+    return cached_store(tmp_path_factory.mktemp("small-store") / "store", SMALL_TRACES)
 
 
 @pytest.fixture()
