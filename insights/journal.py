@@ -49,6 +49,7 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 _SETTLE_READS = 5
 _BASE_SEARCH_WINDOW = 20     # late-arriving changes are looked for among the last ones
 _BASE_SEARCH_MAX = 500
+_STUCK_READS = 10            # an unreadable change file unchanged this often is ignored
 _log = logging.getLogger(__name__)
 
 
@@ -175,10 +176,10 @@ def update(
     if current is _UNREAD:
         current = read_snapshot(client, run_id, snapshot_path(kind, entity_id))
     record = {"op": "update", "at": now_ms(), **change}
-    artifacts.write_yaml(client, run_id, f"{journal_path(kind, entity_id)}/{_change_name()}",
-                         record)
+    own = _change_name()
+    artifacts.write_yaml(client, run_id, f"{journal_path(kind, entity_id)}/{own}", record)
     try:
-        return _settle(client, run_id, kind, entity_id, current, after_fold)
+        return _settle(client, run_id, kind, entity_id, current, after_fold, own)
     except Exception as exc:  # noqa: BLE001 - the change is stored; the fold can happen later
         where = snapshot_path(kind, entity_id)
         _log.warning("Change to %s in run %s was recorded, but refreshing the file failed (%s); "
@@ -220,18 +221,25 @@ def entity_ids(client, run_id: str, kind: str) -> list[str]:
 
 def _settle(client, run_id: str, kind: str, entity_id: str | None,
             current: dict[str, Any] | None,
-            after_fold: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+            after_fold: Callable[[dict[str, Any]], None] | None,
+            own: str | None = None) -> dict[str, Any]:
     """Fold until the journal stops moving; first record any outside edit of ``current``."""
     folder = journal_path(kind, entity_id)
     checked = False
+    stuck: dict[tuple[str, int], int] = {}   # unreadable change file -> times seen unchanged
     for _ in range(_MAX_FOLDS):
-        entries = _read_folder(client, run_id, folder)
-        if entries is None:          # a change file was still being written; look again
-            time.sleep(0.05)
+        entries, unreadable = _read_folder(client, run_id, folder)
+        for key in unreadable:
+            stuck[key] = stuck.get(key, 0) + 1
+        if any(stuck[key] < _STUCK_READS for key in unreadable):
+            time.sleep(0.05)         # a change file was still being written; look again
             continue
+        if unreadable:
+            _log.warning("Ignoring unreadable change files in %s of run %s: %s", folder, run_id,
+                         ", ".join(name for name, _ in unreadable))
         if not checked:
             checked = True
-            outside = outside_edit(current, entries)
+            outside = outside_edit(current, entries, own)
             if outside is not None:
                 artifacts.write_yaml(client, run_id, f"{folder}/{outside[0]}", outside[1])
                 continue
@@ -241,23 +249,26 @@ def _settle(client, run_id: str, kind: str, entity_id: str | None,
         if after_fold is not None:
             after_fold(state)
         # Sizes too: a change file caught half-written is re-folded once it is complete.
-        if artifacts.list_sizes(client, run_id, folder) == [(e.name, e.size) for e in entries]:
+        seen = sorted([(e.name, e.size) for e in entries] + unreadable)
+        listed = [f for f in artifacts.list_sizes(client, run_id, folder) if f[0].endswith(".yaml")]
+        if listed == seen:
             return state
     raise InsightsError(f"could not settle {kind} {entity_id or ''} after {_MAX_FOLDS} attempts")
 
 
-def _read_folder(client, run_id: str, folder: str) -> list[Entry] | None:
-    """Every change file in name order; None if one is unreadable yet."""
+def _read_folder(client, run_id: str, folder: str) -> tuple[list[Entry], list[tuple[str, int]]]:
+    """The readable change files in name order, and (name, size) of the others."""
     with tempfile.TemporaryDirectory() as tmp:
         local = artifacts.download_dir(client, run_id, folder, tmp)
         files = sorted(Path(local).glob("*.yaml")) if local else []
-        entries = []
+        entries, unreadable = [], []
         for f in files:
             data = _read_change(f)
             if data is None:
-                return None
-            entries.append(Entry(f.name, f.stat().st_size, data))
-    return entries
+                unreadable.append((f.name, f.stat().st_size))
+            else:
+                entries.append(Entry(f.name, f.stat().st_size, data))
+    return entries, unreadable
 
 
 def _read_change(path: Path) -> dict[str, Any] | None:
@@ -272,13 +283,14 @@ def _read_change(path: Path) -> dict[str, Any] | None:
 # ---------------------------------------------------------------------- outside edits
 
 
-def outside_edit(current: dict[str, Any] | None,
-                 entries: list[Entry]) -> tuple[str, dict[str, Any]] | None:
+def outside_edit(current: dict[str, Any] | None, entries: list[Entry],
+                 own: str | None = None) -> tuple[str, dict[str, Any]] | None:
     """(file name, change) recording how ``current`` differs from what the journal produced.
 
-    ``None`` when the snapshot is absent or is exactly a state the journal folded. Removals
-    (a field, a metadata key, an evidence entry) are honoured only when the snapshot carries
-    our marker, i.e. it is known whole; otherwise the import only adds and changes.
+    ``None`` when the snapshot is absent or is exactly a state the journal folded. ``own`` is
+    the change this writer just added (``current`` was read before it). Removals (a field, a
+    metadata key, an evidence entry) are honoured only when the snapshot carries our marker,
+    i.e. it is known whole; otherwise the import only adds and changes.
     """
     if current is None:
         return None
@@ -291,12 +303,15 @@ def outside_edit(current: dict[str, Any] | None,
             return None
         base = _marked_base(entries, marker)
         after, whole = marker["through"], True
-    elif not entries:
+    elif not any(e.change.get("op") in ("create", "import") for e in entries):
+        # never folded by us (a file from another tool): the import comes first of all
         base, after, whole = {}, None, False
     else:
         if _matches_a_fold(entries, sha):
             return None
-        base, after, whole = fold([e.change for e in entries]), names[-1], False
+        prior = [e for e in entries if own is None or e.name < own]
+        base = fold([e.change for e in prior])
+        after, whole = (prior[-1].name if prior else None), False
     change = diff(base, doc, removals=whole)
     if not change:
         return None
