@@ -314,7 +314,7 @@ def preview_hypotheses(
 ) -> None:
     """Show the traces cited by an analysis's hypotheses."""
     client = _client()
-    items = client.list_hypotheses(run_id)
+    items = _listed(lambda: client.list_hypotheses(run_id))
     _preview(client, items, max_traces, output)
 
 
@@ -326,7 +326,7 @@ def preview_issues(
 ) -> None:
     """Show the traces cited by the experiment's issues, most-cited issues first."""
     client = _client()
-    items = client.list_issues(experiment_id)
+    items = _listed(lambda: client.list_issues(experiment_id))
     _preview(client, items, max_traces, output)
 
 

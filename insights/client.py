@@ -197,6 +197,7 @@ class InsightsClient:
         current = self._analysis_doc(run)
         if current is None:  # no analysis.yaml (a run made by another tool): start from the tags
             current = _analysis_from_run(run).to_dict()
+        _analysis_model(run, current)  # an unreadable file fails here, before anything is written
         state = journal.update(
             self._client, run_id, "analysis", None, change,
             after_fold=lambda s: runs.mirror_analysis_tags(self._client, run_id, s),
