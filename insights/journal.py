@@ -173,13 +173,14 @@ def update(
     Once the change file is written the update has happened: a later failure (folding, the
     snapshot, ``after_fold``) is logged, and the next write or fold carries the change.
     """
+    read_at = f"{time.time_ns():020d}"   # (the caller read ``current`` just before)
     if current is _UNREAD:
         current = read_snapshot(client, run_id, snapshot_path(kind, entity_id))
     record = {"op": "update", "at": now_ms(), **change}
-    own = _change_name()
-    artifacts.write_yaml(client, run_id, f"{journal_path(kind, entity_id)}/{own}", record)
+    artifacts.write_yaml(client, run_id, f"{journal_path(kind, entity_id)}/{_change_name()}",
+                         record)
     try:
-        return _settle(client, run_id, kind, entity_id, current, after_fold, own)
+        return _settle(client, run_id, kind, entity_id, current, after_fold, read_at)
     except Exception as exc:  # noqa: BLE001 - the change is stored; the fold can happen later
         where = snapshot_path(kind, entity_id)
         _log.warning("Change to %s in run %s was recorded, but refreshing the file failed (%s); "
@@ -222,7 +223,7 @@ def entity_ids(client, run_id: str, kind: str) -> list[str]:
 def _settle(client, run_id: str, kind: str, entity_id: str | None,
             current: dict[str, Any] | None,
             after_fold: Callable[[dict[str, Any]], None] | None,
-            own: str | None = None) -> dict[str, Any]:
+            before: str | None = None) -> dict[str, Any]:
     """Fold until the journal stops moving; first record any outside edit of ``current``."""
     folder = journal_path(kind, entity_id)
     checked = False
@@ -239,7 +240,7 @@ def _settle(client, run_id: str, kind: str, entity_id: str | None,
                          ", ".join(name for name, _ in unreadable))
         if not checked:
             checked = True
-            outside = outside_edit(current, entries, own)
+            outside = outside_edit(current, entries, before)
             if outside is not None:
                 artifacts.write_yaml(client, run_id, f"{folder}/{outside[0]}", outside[1])
                 continue
@@ -284,11 +285,11 @@ def _read_change(path: Path) -> dict[str, Any] | None:
 
 
 def outside_edit(current: dict[str, Any] | None, entries: list[Entry],
-                 own: str | None = None) -> tuple[str, dict[str, Any]] | None:
+                 before: str | None = None) -> tuple[str, dict[str, Any]] | None:
     """(file name, change) recording how ``current`` differs from what the journal produced.
 
-    ``None`` when the snapshot is absent or is exactly a state the journal folded. ``own`` is
-    the change this writer just added (``current`` was read before it). Removals (a field, a
+    ``None`` when the snapshot is absent or is exactly a state the journal folded. Changes
+    named from ``before`` on (when ``current`` was read) came later than the edit. Removals (a field, a
     metadata key, an evidence entry) are honoured only when the snapshot carries our marker,
     i.e. it is known whole; otherwise the import only adds and changes.
     """
@@ -303,13 +304,14 @@ def outside_edit(current: dict[str, Any] | None, entries: list[Entry],
             return None
         base = _marked_base(entries, marker)
         after, whole = marker["through"], True
-    elif not any(e.change.get("op") in ("create", "import") for e in entries):
-        # never folded by us (a file from another tool): the import comes first of all
+    elif all(e.change.get("op") == "update" or e.name.startswith(_FIRST) for e in entries):
+        # never folded by us (a file from another tool): the import comes first of all, and
+        # writers that found the file at once write the same import
         base, after, whole = {}, None, False
     else:
         if _matches_a_fold(entries, sha):
             return None
-        prior = [e for e in entries if own is None or e.name < own]
+        prior = [e for e in entries if before is None or e.name < before]
         base = fold([e.change for e in prior])
         after, whole = (prior[-1].name if prior else None), False
     change = diff(base, doc, removals=whole)

@@ -202,25 +202,36 @@ def test_rewrite_without_our_marker_keeps_its_changes_and_our_fields(tracking_ur
     assert issue.source_run_id == run_id
 
 
+@pytest.mark.parametrize("outside", ["hand_edit", "no_journal"])
 def test_concurrent_updates_while_an_outside_edit_exists_keep_both(tracking_uri, experiment_id,
-                                                                   tmp_path):
+                                                                   tmp_path, outside):
     mc, client = MlflowClient(tracking_uri), InsightsClient(tracking_uri)
     run_id = client.create_analysis(experiment_id, run_name="Shared")
-    hid = client.create_hypothesis(run_id, "Shared hypothesis")
+    hand = {"trace_id": "tr-hand", "rationale": "by hand", "supports": True}
+    if outside == "hand_edit":
+        hid = client.create_hypothesis(run_id, "Shared hypothesis")
 
-    def by_hand(doc):
-        doc["statement"] = "Edited before the race"
-        doc["owner"] = "ana"
-        doc["evidence"].append({"trace_id": "tr-hand", "rationale": "by hand", "supports": True})
-    _edit(mc, run_id, f"insights/hypothesis_{hid}.yaml", by_hand)
+        def by_hand(doc):
+            doc["statement"] = "Edited before the race"
+            doc["owner"] = "ana"
+            doc["evidence"].append(hand)
+        _edit(mc, run_id, f"insights/hypothesis_{hid}.yaml", by_hand)
+    else:  # written by another tool: no journal at all
+        hid = HID
+        write_yaml(mc, run_id, f"insights/hypothesis_{hid}.yaml", {
+            "hypothesis_id": hid, "statement": "Edited before the race", "status": "TESTING",
+            "evidence": [hand], "owner": "ana", "created_at": 1700000000000,
+            "updated_at": 1700000000000})
 
     run_workers("hypothesis", WORKERS, {"uri": tracking_uri, "run_id": run_id,
                                         "hypothesis_id": hid, "updates": UPDATES}, tmp_path)
     expected = {f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)} | {"tr-hand"}
+    changes = journal_changes(mc, run_id, f"insights_journal/hypothesis_{hid}")
     for h in (client.get_hypothesis(run_id, hid), client.list_hypotheses(run_id)[0]):
         assert set(h.trace_ids) == expected and len(h.evidence) == len(expected)
         assert h.statement == "Edited before the race" and h.model_extra["owner"] == "ana"
-    ops = [c["op"] for c in journal_changes(mc, run_id, f"insights_journal/hypothesis_{hid}")]
+        assert h.status.value == [c["set"]["status"] for c in changes if c["op"] == "update"][-1]
+    ops = [c["op"] for c in changes]
     # writers that noticed the edit at once wrote the same import file
     assert ops.count("import") == 1 and ops.count("update") == WORKERS * UPDATES
 
