@@ -12,13 +12,20 @@ import re
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 from mlflow.exceptions import MlflowException
 
-from insights.errors import InsightsError, InvalidInputError, NotFoundError, TrackingServerError
+from insights.errors import (
+    InsightsError,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+    TrackingServerError,
+)
 
 REMOTE_READ_THREADS = 16   # small files on a remote store: latency-bound, so many in flight
 
@@ -80,9 +87,12 @@ def write_yaml(client, run_id: str, path: str, data: dict[str, Any]) -> None:
 
 
 def read_yaml(client, run_id: str, path: str) -> dict[str, Any] | None:
-    """Read one YAML artifact, or ``None`` if it does not exist."""
+    """Read one YAML artifact, or ``None`` if it does not exist.
+
+    A file that is not a YAML mapping raises ``StorageError`` naming it.
+    """
     text = read_text(client, run_id, path)
-    return None if text is None else _parse(text, os.path.basename(path))
+    return None if text is None else parse(text, _where(path, run_id))
 
 
 def read_text(client, run_id: str, path: str) -> str | None:
@@ -105,66 +115,87 @@ def _missing(exc: Exception) -> bool:
     return any(s in text for s in ("no such file", "not found", "does not exist", "404"))
 
 
-def _load(path: Path) -> dict[str, Any]:
-    return _parse(path.read_text(), path.name)
+def _where(path: str, run_id: str) -> str:
+    return f"{path} (run {run_id})"
 
 
-def _load_cached(path: Path) -> dict[str, Any]:
+def _load(path: Path, where: str) -> dict[str, Any]:
+    return parse(path.read_text(), where)
+
+
+def _load_cached(path: Path, where: str) -> dict[str, Any]:
     """Parse a file in place, reusing the result while its size and mtime are unchanged."""
     stat = path.stat()
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     if key not in _parsed:
         if len(_parsed) > 50_000:
             _parsed.clear()
-        _parsed[key] = _load_settled(path)
+        _parsed[key] = _load_settled(path, where)
     return dict(_parsed[key])
 
 
-def _load_settled(path: Path, attempts: int = 5) -> dict[str, Any]:
+def _load_settled(path: Path, where: str, attempts: int = 5) -> dict[str, Any]:
     """A snapshot being replaced can be caught half-written; read again until it parses."""
     for _ in range(attempts - 1):
         try:
-            data = _load(path)
-            if data:
-                return data
-        except InsightsError:
-            pass
-        time.sleep(0.05)
-    return _load(path)
+            return _load(path, where)
+        except StorageError:
+            time.sleep(0.05)
+    return _load(path, where)
 
 
-def _parse(text: str, name: str) -> dict[str, Any]:
+def parse(text: str, where: str) -> dict[str, Any]:
+    """The mapping a YAML entity file holds; ``StorageError`` naming ``where`` otherwise."""
     try:
         data = yaml.load(text, Loader=Loader)
     except yaml.YAMLError as exc:
-        raise InsightsError(f"Corrupt YAML in {name}: {_first_line(str(exc))}") from None
-    return data if isinstance(data, dict) else {}
+        raise StorageError(f"{where} is not valid YAML: {_first_line(str(exc))}") from None
+    if data is None:
+        raise StorageError(f"{where} is empty")
+    if not isinstance(data, dict):
+        raise StorageError(f"{where} is not a YAML mapping (found {type(data).__name__})")
+    return data
+
+
+DirEntry = tuple[str, "dict[str, Any] | StorageError"]
 
 
 def read_yaml_dir(client, run_id: str, folder: str, prefix: str,
-                  artifact_uri: str | None = None) -> list[dict[str, Any]]:
-    """Read every ``{prefix}*.yaml`` directly in ``folder``.
+                  artifact_uri: str | None = None) -> list[DirEntry]:
+    """Read every ``{prefix}*.yaml`` directly in ``folder``: (artifact path, mapping or error).
 
-    On a local artifact store the files are read in place (no copies, parsed once per
-    change); elsewhere one listing, then the files in parallel. Without the run's artifact URI
-    the folder comes down through MLflow's own download.
+    A file that does not parse comes back as its ``StorageError``, so one bad file never hides
+    the others. On a local artifact store the files are read in place (no copies, parsed once
+    per change); elsewhere one listing, then the files in parallel. Without the run's artifact
+    URI the folder comes down through MLflow's own download.
     """
     local_root = local_artifact_dir(artifact_uri)
     if local_root is not None:
         root = Path(local_root) / folder
         files = sorted(p for p in root.glob(f"{prefix}*.yaml") if p.is_file()) if root.is_dir() else []
-        return [_load_cached(p) for p in files]
+        return [_entry(f"{folder}/{p.name}", run_id, partial(_load_cached, p))
+                for p in files]
     if artifact_uri:
-        return _read_remote_yaml_dir(client, folder, prefix, artifact_uri)
+        return _read_remote_yaml_dir(client, run_id, folder, prefix, artifact_uri)
     with tempfile.TemporaryDirectory() as tmp:
         local = download_dir(client, run_id, folder, tmp)
         if local is None:
             return []
         files = sorted(p for p in Path(local).glob(f"{prefix}*.yaml") if p.is_file())
-        return [_load(p) for p in files]
+        return [_entry(f"{folder}/{p.name}", run_id, partial(_load, p)) for p in files]
 
 
-def _read_remote_yaml_dir(client, folder: str, prefix: str, artifact_uri: str) -> list[dict[str, Any]]:
+def _entry(path: str, run_id: str, load) -> DirEntry:
+    where = _where(path, run_id)
+    try:
+        data = load(where)
+    except StorageError as exc:
+        return path, exc
+    return path, data
+
+
+def _read_remote_yaml_dir(client, run_id: str, folder: str, prefix: str,
+                          artifact_uri: str) -> list[DirEntry]:
     """One listing, then the matching files fetched side by side.
 
     A remote store has no bulk download: each file is one request. MLflow's own folder download
@@ -187,12 +218,12 @@ def _read_remote_yaml_dir(client, folder: str, prefix: str, artifact_uri: str) -
             return []
         with tempfile.TemporaryDirectory() as tmp, \
                 ThreadPoolExecutor(min(REMOTE_READ_THREADS, len(paths))) as pool:
-            def fetch(path: str) -> dict[str, Any]:
+            def fetch(path: str) -> DirEntry:
                 local = os.path.join(tmp, os.path.basename(path))
                 # the public download_artifacts() first asks whether the path is a folder,
                 # one more request per file; the listing already said it is a file
                 repo._download_file(remote_file_path=path, local_path=local)
-                return _load(Path(local))
+                return _entry(path, run_id, partial(_load, Path(local)))
 
             return list(pool.map(fetch, paths))
 

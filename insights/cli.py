@@ -1,7 +1,8 @@
 """``mlflow-insights``: one command per InsightsClient method, a thin layer over the SDK.
 
 Human output is a rich table or panel; ``--output json`` prints one JSON document. Errors
-print one line to stderr and exit 2 (bad input, unknown ids) or 1 (tracking server failures).
+print one line to stderr and exit 2 (bad input, unknown ids) or 1 (tracking server failures,
+unreadable entity files). A list that skipped an unreadable file says so on stderr and exits 0.
 """
 
 from __future__ import annotations
@@ -114,6 +115,21 @@ def emit(output: Output, data: Any, human: Callable[[], Any]) -> None:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         render.console.print(human())
+
+
+def _listed(fetch: Callable[[], Any]) -> Any:
+    """Run a list call; name each unreadable entity file on stderr (one line each) instead of
+    Python's warning format. The listing itself still succeeds."""
+    import warnings
+
+    from insights.errors import InsightsStorageWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsightsStorageWarning)
+        items = fetch()
+    for message in getattr(items, "warnings", []):
+        typer.echo(f"Warning: {message}", err=True)
+    return items
 
 
 def _evidence(evidence: list[str] | None, add_evidence: list[str] | None) -> list[Any]:
@@ -244,14 +260,14 @@ def update_issue(
 @command("mlflow-insights list-analyses --experiment-id 1 --output json")
 def list_analyses(experiment_id: Optional[str] = ExperimentOpt, output: Output = OutputOpt) -> None:
     """List the experiment's analyses, newest first."""
-    items = _client().list_analyses(experiment_id)
+    items = _listed(lambda: _client().list_analyses(experiment_id))
     emit(output, {"analyses": [a.to_dict() for a in items]}, lambda: render.analyses_table(items))
 
 
 @command("mlflow-insights list-hypotheses --run-id RUN --output json")
 def list_hypotheses(run_id: str = RunIdOpt, output: Output = OutputOpt) -> None:
     """List the hypotheses of an analysis run."""
-    items = _client().list_hypotheses(run_id)
+    items = _listed(lambda: _client().list_hypotheses(run_id))
     data = {"hypotheses": [_with_counts(h.to_dict(), h) for h in items]}
     emit(output, data, lambda: render.hypotheses_table(items))
 
@@ -259,7 +275,7 @@ def list_hypotheses(run_id: str = RunIdOpt, output: Output = OutputOpt) -> None:
 @command("mlflow-insights list-issues --experiment-id 1")
 def list_issues(experiment_id: Optional[str] = ExperimentOpt, output: Output = OutputOpt) -> None:
     """List the experiment's issues, most traces first."""
-    items = _client().list_issues(experiment_id)
+    items = _listed(lambda: _client().list_issues(experiment_id))
     data = {"issues": [{**i.to_dict(), "trace_count": len(i.trace_ids)} for i in items]}
     emit(output, data, lambda: render.issues_table(items))
 
@@ -304,7 +320,7 @@ def preview_hypotheses(
 ) -> None:
     """Show the traces cited by an analysis's hypotheses."""
     client = _client()
-    items = client.list_hypotheses(run_id)
+    items = _listed(lambda: client.list_hypotheses(run_id))
     _preview(client, items, max_traces, output)
 
 
@@ -316,7 +332,7 @@ def preview_issues(
 ) -> None:
     """Show the traces cited by the experiment's issues, most-cited issues first."""
     client = _client()
-    items = client.list_issues(experiment_id)
+    items = _listed(lambda: client.list_issues(experiment_id))
     _preview(client, items, max_traces, output)
 
 

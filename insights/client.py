@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import time
+import warnings
 from typing import Any, Iterable, Sequence
 
 from mlflow import MlflowClient
@@ -20,7 +22,13 @@ from pydantic import ValidationError
 
 from insights import artifacts, journal, runs
 from insights.artifacts import store_errors
-from insights.errors import InvalidInputError, NotFoundError
+from insights.errors import (
+    InsightsError,
+    InsightsStorageWarning,
+    InvalidInputError,
+    NotFoundError,
+    StorageError,
+)
 from insights.ids import check_experiment_id, check_id, check_trace_id
 from insights.models import (
     Analysis,
@@ -41,6 +49,19 @@ CENSUS_PATH = "insights/baseline_census.json"
 _SEARCH_PAGE = 500  # the most traces an MLflow server returns per search call
 
 EvidenceInput = dict[str, Any] | EvidenceEntry | str
+_log = logging.getLogger(__name__)
+
+
+class Listing(list):
+    """A list of entities, plus ``warnings``: one line per entity file that could not be read.
+
+    Those files are left out of the list (and also reported with ``warnings.warn`` as an
+    ``InsightsStorageWarning``), so one broken file never hides the others.
+    """
+
+    def __init__(self, items: Iterable[Any] = (), warnings: Sequence[str] = ()):
+        super().__init__(items)
+        self.warnings: list[str] = list(warnings)
 
 
 class InsightsClient:
@@ -171,15 +192,24 @@ class InsightsClient:
             changes["status"] = _enum(AnalysisStatus, status, "status").value
         if "name" in changes:
             changes["name"] = _required_text(changes["name"], "name")
-        runs.get_analysis_run(self._client, run_id)
+        run = runs.get_analysis_run(self._client, run_id)
         change = _change(changes, metadata=metadata)
+        current = self._analysis_doc(run)
+        if current is None:  # no analysis.yaml (a run made by another tool): start from the tags
+            current = _analysis_from_run(run).to_dict()
+        _analysis_model(run, current)  # an unreadable file fails here, before anything is written
         state = journal.update(
             self._client, run_id, "analysis", None, change,
             after_fold=lambda s: runs.mirror_analysis_tags(self._client, run_id, s),
+            current=current,
         )
         if status is not None:
-            self._sync_run_status(run_id, state.get("status"))
-        return Analysis.model_validate(state)
+            try:
+                self._sync_run_status(run_id, state.get("status"))
+            except InsightsError as exc:  # the change is stored; the run status is a mirror
+                _log.warning("Analysis %s updated, but its MLflow run status was not: %s",
+                             run_id, exc)
+        return _analysis_model(run, state)
 
     def update_hypothesis(
         self,
@@ -202,12 +232,14 @@ class InsightsClient:
             changes["status"] = _enum(HypothesisStatus, status, "status").value
         entries = parse_evidence(add_evidence or [])
         traces = [check_trace_id(t) for t in add_traces or []]
-        current = self.get_hypothesis(run_id, hypothesis_id)
+        runs.get_analysis_run(self._client, run_id)
+        doc, current = self._hypothesis_doc(run_id, hypothesis_id)
         entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
         change = _change(changes, entries, metadata=metadata, metrics=metrics)
         self.link_traces(run_id, [e.trace_id for e in entries])
-        state = journal.update(self._client, run_id, "hypothesis", hypothesis_id, change)
-        return Hypothesis.model_validate(state)
+        state = journal.update(self._client, run_id, "hypothesis", hypothesis_id, change,
+                               current=doc)
+        return _hypothesis_model(state, run_id, hypothesis_id, _where("hypothesis", hypothesis_id, run_id))
 
     def update_issue(
         self,
@@ -237,79 +269,106 @@ class InsightsClient:
         if insights_run_id is not None:
             link_run = check_id(insights_run_id, "run id")
             experiment_id = runs.get_analysis_run(self._client, link_run).info.experiment_id
-        parent_id, current = self._locate_issue(issue_id, experiment_id)
+        parent_id, current, doc = self._locate_issue(issue_id, experiment_id)
         entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
         change = _change(changes, entries, metadata=metadata)
         self.link_traces(link_run or current.source_run_id, [e.trace_id for e in entries])
         if add_assessments:
             change["add_assessments"] = [str(a) for a in add_assessments]
-        state = journal.update(self._client, parent_id, "issue", issue_id, change)
-        return Issue.model_validate(state)
+        state = journal.update(self._client, parent_id, "issue", issue_id, change, current=doc)
+        return _issue_model(state, issue_id, _where("issue", issue_id, parent_id))
 
     # ------------------------------------------------------------------ read
 
-    def list_analyses(self, experiment_id: str | None = None) -> list[Analysis]:
+    def list_analyses(self, experiment_id: str | None = None) -> Listing:
         """Every analysis of the experiment, newest first, from one run search.
 
-        Metadata comes from a run tag; only metadata too long for a tag is read from the
-        analysis's snapshot file.
+        Metadata comes from a run tag; only metadata too long for a tag (or a run with no tags
+        of ours) is read from the analysis's file. A file that cannot be read is named in
+        ``warnings`` and the analysis is listed from its run tags.
         """
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
-        out = []
+        out, problems = [], []
         for run in runs.search_analysis_runs(self._client, experiment_id):
             analysis = _analysis_from_run(run)
             # too long for a tag, or a run from before the tag existed: read the snapshot
             if run.data.tags.get(runs.TAG_METADATA, runs.METADATA_IN_SNAPSHOT) == \
                     runs.METADATA_IN_SNAPSHOT:
-                analysis = self.get_analysis(run.info.run_id)
+                try:
+                    doc = self._analysis_doc(run)
+                    analysis = analysis if doc is None else _analysis_model(run, doc)
+                except StorageError as exc:
+                    problems.append(str(exc))
             out.append(analysis)
-        return out
+        return _listing(out, problems)
 
-    def list_hypotheses(self, insights_run_id: str) -> list[Hypothesis]:
-        """Every hypothesis of an analysis run, oldest first, from one folder download."""
+    def list_hypotheses(self, insights_run_id: str) -> Listing:
+        """Every hypothesis of an analysis run, oldest first, from one folder download.
+
+        A file that cannot be read is left out and named in ``warnings``.
+        """
         run_id = check_id(insights_run_id, "run id")
         run = runs.get_analysis_run(self._client, run_id)
-        docs = artifacts.read_yaml_dir(self._client, run_id, journal.SNAPSHOT_DIR, "hypothesis_",
-                                       run.info.artifact_uri)
-        items = [Hypothesis.model_validate(d) for d in docs]
-        return sorted(items, key=lambda h: (h.created_at, h.hypothesis_id))
+        files = artifacts.read_yaml_dir(self._client, run_id, journal.SNAPSHOT_DIR, "hypothesis_",
+                                        run.info.artifact_uri)
+        items, problems = _read_entities(
+            files, lambda path, doc: _hypothesis_model(doc, run_id, _file_id(path, "hypothesis_"),
+                                                       f"{path} (run {run_id})"))
+        return _listing(sorted(items, key=lambda h: (h.created_at, h.hypothesis_id)), problems)
 
-    def list_issues(self, experiment_id: str | None = None) -> list[Issue]:
-        """Every issue of the experiment, most traces first. Never creates the parent run."""
+    def list_issues(self, experiment_id: str | None = None) -> Listing:
+        """Every issue of the experiment, most traces first. Never creates the parent run.
+
+        A file that cannot be read is left out and named in ``warnings``.
+        """
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
         parent = runs.find_parent(self._client, experiment_id)
         if parent is None:
-            return []
-        docs = artifacts.read_yaml_dir(self._client, parent.info.run_id, journal.SNAPSHOT_DIR,
-                                       "issue_", parent.info.artifact_uri)
-        issues = [Issue.model_validate(d) for d in docs]
-        return sorted(issues, key=lambda i: (-len(i.trace_ids), -i.created_at, i.issue_id))
+            return Listing()
+        parent_id = parent.info.run_id
+        files = artifacts.read_yaml_dir(self._client, parent_id, journal.SNAPSHOT_DIR,
+                                        "issue_", parent.info.artifact_uri)
+        issues, problems = _read_entities(
+            files, lambda path, doc: _issue_model(doc, _file_id(path, "issue_"),
+                                                  f"{path} (run {parent_id})"))
+        issues.sort(key=lambda i: (-len(i.trace_ids), -i.created_at, i.issue_id))
+        return _listing(issues, problems)
 
     def get_analysis(self, insights_run_id: str) -> Analysis:
+        """One analysis; ``StorageError`` if its file is unreadable."""
         run_id = check_id(insights_run_id, "run id")
         run = runs.get_analysis_run(self._client, run_id)
-        doc = artifacts.read_yaml(self._client, run_id, journal.snapshot_path("analysis", None))
+        doc = self._analysis_doc(run)
         if doc is None:
             return _analysis_from_run(run)
-        return Analysis.model_validate(doc)
+        return _analysis_model(run, doc)
 
     def get_hypothesis(self, insights_run_id: str, hypothesis_id: str) -> Hypothesis:
+        """One hypothesis; ``StorageError`` if its file is unreadable."""
         run_id = check_id(insights_run_id, "run id")
         hypothesis_id = check_id(hypothesis_id, "hypothesis id")
         runs.get_analysis_run(self._client, run_id)
-        doc = artifacts.read_yaml(
-            self._client, run_id, journal.snapshot_path("hypothesis", hypothesis_id)
-        )
-        if doc is None:
-            raise NotFoundError(f"Hypothesis '{hypothesis_id}' not found in run '{run_id}'")
-        return Hypothesis.model_validate(doc)
+        return self._hypothesis_doc(run_id, hypothesis_id)[1]
 
     def get_issue(self, issue_id: str, experiment_id: str | None = None) -> Issue:
         """An issue by id alone: issues are experiment-level, no run id needed."""
         issue_id = check_id(issue_id, "issue id")
         return self._locate_issue(issue_id, experiment_id)[1]
+
+    def _analysis_doc(self, run) -> dict[str, Any] | None:
+        return journal.read_snapshot(self._client, run.info.run_id,
+                                     journal.snapshot_path("analysis", None))
+
+    def _hypothesis_doc(self, run_id: str, hypothesis_id: str) -> tuple[dict[str, Any], Hypothesis]:
+        """The stored file and the hypothesis it holds (the run is already checked)."""
+        doc = journal.read_snapshot(self._client, run_id,
+                                    journal.snapshot_path("hypothesis", hypothesis_id))
+        if doc is None:
+            raise NotFoundError(f"Hypothesis '{hypothesis_id}' not found in run '{run_id}'")
+        return doc, _hypothesis_model(doc, run_id, hypothesis_id,
+                                      _where("hypothesis", hypothesis_id, run_id))
 
     # ------------------------------------------------------------------ preview
 
@@ -440,14 +499,16 @@ class InsightsClient:
         if experiment.lifecycle_stage == "deleted":
             raise NotFoundError(f"Experiment '{experiment_id}' is deleted")
 
-    def _locate_issue(self, issue_id: str, experiment_id: str | None) -> tuple[str, Issue]:
+    def _locate_issue(self, issue_id: str, experiment_id: str | None
+                      ) -> tuple[str, Issue, dict[str, Any]]:
+        """(parent run id, issue, its stored file)."""
         experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
         path = journal.snapshot_path("issue", issue_id)
         for attempt in range(2):  # a parent merge in flight can hide an issue for a moment
             for parent_id in self._candidate_parents(experiment_id):
-                doc = artifacts.read_yaml(self._client, parent_id, path)
+                doc = journal.read_snapshot(self._client, parent_id, path)
                 if doc is not None:
-                    return parent_id, Issue.model_validate(doc)
+                    return parent_id, _issue_model(doc, issue_id, f"{path} (run {parent_id})"), doc
             if attempt == 0:
                 time.sleep(0.2)
         raise NotFoundError(f"Issue '{issue_id}' not found")
@@ -479,6 +540,72 @@ class InsightsClient:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+
+def _where(kind: str, entity_id: str | None, run_id: str) -> str:
+    return f"{journal.snapshot_path(kind, entity_id)} (run {run_id})"
+
+
+def _file_id(path: str, prefix: str) -> str:
+    """The id in ``insights/{prefix}{id}.yaml``: used when a hand-written file omits it."""
+    return os.path.basename(path)[len(prefix):-len(".yaml")]
+
+
+def _entity(model, doc: dict[str, Any], where: str, **defaults: Any):
+    """Validate a stored file as ``model``; fields it leaves out come from ``defaults``.
+
+    A file that does not hold a valid entity raises ``StorageError`` naming it: the file is
+    at fault, not the caller.
+    """
+    data = journal.strip_marker(doc)
+    for key, value in defaults.items():
+        if data.get(key) in (None, ""):
+            data[key] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(x) for x in err.get("loc", ())) or "file"
+        raise StorageError(f"{where} is not a valid {model.__name__.lower()}: "
+                           f"{field}: {err.get('msg', 'invalid')}") from None
+
+
+def _hypothesis_model(doc: dict[str, Any], run_id: str, hypothesis_id: str, where: str) -> Hypothesis:
+    return _entity(Hypothesis, doc, where, run_id=run_id, hypothesis_id=hypothesis_id)
+
+
+def _issue_model(doc: dict[str, Any], issue_id: str, where: str) -> Issue:
+    return _entity(Issue, doc, where, issue_id=issue_id)
+
+
+def _analysis_model(run, doc: dict[str, Any]) -> Analysis:
+    """An analysis from its file; what a spec-format file leaves out comes from the run."""
+    tags = run.data.tags
+    return _entity(
+        Analysis, doc, _where("analysis", None, run.info.run_id),
+        run_id=run.info.run_id, experiment_id=run.info.experiment_id,
+        run_name=run.info.run_name or "",
+        name=tags.get(runs.TAG_NAME) or run.info.run_name or run.info.run_id,
+    )
+
+
+def _read_entities(files: list, build) -> tuple[list, list[str]]:
+    """Models from (path, mapping or StorageError) pairs; the unreadable ones as messages."""
+    items, problems = [], []
+    for path, doc in files:
+        try:
+            if isinstance(doc, StorageError):
+                raise doc
+            items.append(build(path, doc))
+        except StorageError as exc:
+            problems.append(str(exc))
+    return items, problems
+
+
+def _listing(items: list, problems: list[str]) -> Listing:
+    for message in problems:
+        warnings.warn(message, InsightsStorageWarning, stacklevel=3)
+    return Listing(items, problems)
 
 
 def parse_evidence(items: Sequence[EvidenceInput], supports: bool = True) -> list[EvidenceEntry]:

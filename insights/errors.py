@@ -1,8 +1,8 @@
 """Typed errors raised by the Insights SDK.
 
 Every failure surfaces as one of these, never as a silent ``None``. The CLI maps
-``InvalidInputError`` and ``NotFoundError`` to exit code 2 and ``TrackingServerError``
-to exit code 1, each as a one-line message.
+``InvalidInputError`` and ``NotFoundError`` to exit code 2 and ``TrackingServerError`` and
+``StorageError`` to exit code 1, each as a one-line message.
 """
 
 from __future__ import annotations
@@ -36,3 +36,17 @@ class TrackingServerError(InsightsError):
 
     exit_code = 1
     error_code = "TEMPORARILY_UNAVAILABLE"
+
+
+class StorageError(InsightsError):
+    """A stored entity file is unreadable (malformed, empty or not an entity).
+
+    Not the caller's bad input: the message names the file so a person can repair it.
+    """
+
+    exit_code = 1
+    error_code = "STORAGE_ERROR"
+
+
+class InsightsStorageWarning(UserWarning):
+    """A list skipped an entity file it could not read; the message names the file."""

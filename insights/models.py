@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from enum import Enum
@@ -13,6 +14,30 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 def now_ms() -> int:
     """Timestamps are epoch milliseconds, like MLflow's own."""
     return int(time.time() * 1000)
+
+
+def to_ms(value: Any) -> int:
+    """Epoch milliseconds from what a timestamp field may hold in a hand-written file:
+    an int, a float, a YAML date or datetime, or an ISO 8601 string. 0 when unknown."""
+    if isinstance(value, bool) or value is None:
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return 0
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return int(value.timestamp() * 1000)
+    return 0
 
 
 def new_id() -> str:
@@ -49,7 +74,8 @@ SEVERITY_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Sev
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(use_enum_values=False, extra="ignore")
+    # Unknown fields (another tool's, a person's) are kept and written back, never dropped.
+    model_config = ConfigDict(use_enum_values=False, extra="allow")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (enums as their string values)."""
@@ -77,7 +103,26 @@ class EvidenceEntry(_Model):
         return (self.trace_id, self.rationale, self.supports)
 
 
-class Analysis(_Model):
+class _Entity(_Model):
+    """Fields every entity file has; lenient where a hand-written file may differ."""
+
+    @field_validator("created_at", "updated_at", mode="before", check_fields=False)
+    @classmethod
+    def _timestamp(cls, v: Any) -> Any:
+        """An ISO date or datetime in a hand-written file reads as epoch milliseconds."""
+        return v if isinstance(v, int) and not isinstance(v, bool) else (to_ms(v) or v)
+
+    @field_validator("evidence", "metrics", "metadata", "assessments", mode="before",
+                     check_fields=False)
+    @classmethod
+    def _empty(cls, v: Any, info) -> Any:
+        """``evidence:`` left empty in YAML is null: read it as no evidence."""
+        if v is None:
+            return [] if info.field_name in ("evidence", "assessments") else {}
+        return v
+
+
+class Analysis(_Entity):
     run_id: str
     experiment_id: str
     run_name: str = ""
@@ -89,7 +134,7 @@ class Analysis(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class Hypothesis(_Model):
+class Hypothesis(_Entity):
     hypothesis_id: str
     run_id: str = ""
     statement: str
@@ -115,7 +160,7 @@ class Hypothesis(_Model):
         return sum(1 for e in self.evidence if not e.supports)
 
 
-class Issue(_Model):
+class Issue(_Entity):
     issue_id: str
     source_run_id: str
     hypothesis_id: str | None = None

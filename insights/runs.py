@@ -12,13 +12,12 @@ its analysis's parent after creating it. The outcome is one parent holding every
 from __future__ import annotations
 
 import json
-import tempfile
 
 from mlflow.entities import Run, ViewType
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
 
 from insights import journal
-from insights.artifacts import download_dir, store_errors
+from insights.artifacts import store_errors
 from insights.errors import NotAnInsightsRunError, NotFoundError
 
 TAG_TYPE = "mlflow.insights.type"
@@ -75,7 +74,7 @@ def _merge_into(client, extra: Run, canonical: str) -> None:
     for child in _children(client, extra.info.experiment_id, extra_id):
         with store_errors("re-pointing an analysis run"):
             client.set_tag(child.info.run_id, MLFLOW_PARENT_RUN_ID, canonical)
-    for issue_id in _journal_entities(client, extra_id, "issue"):
+    for issue_id in journal.entity_ids(client, extra_id, "issue"):  # journaled or not
         journal.copy_entity(client, extra_id, canonical, "issue", issue_id)
     with store_errors("deleting a duplicate parent run"):
         try:
@@ -92,17 +91,6 @@ def _children(client, experiment_id: str, parent_id: str) -> list[Run]:
             run_view_type=ViewType.ALL,
             max_results=_SEARCH_PAGE,
         )
-
-
-def _journal_entities(client, run_id: str, kind: str) -> list[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        local = download_dir(client, run_id, journal.JOURNAL_DIR, tmp)
-        if local is None:
-            return []
-        import os
-
-        prefix = f"{kind}_"
-        return [n[len(prefix):] for n in os.listdir(local) if n.startswith(prefix)]
 
 
 def ensure_under_canonical(client, experiment_id: str, run_id: str, parent_id: str) -> str:

@@ -4,7 +4,8 @@ Every endpoint is ``POST {API_PREFIX}{group}/{verb}`` with a JSON body, as in th
 use MLflow's REST error shape, ``{"error_code": ..., "message": ...}``, and also carry the PRD's
 ``{"error": {"code": ..., "message": ...}}`` form, with HTTP 400 (bad body, bad value, bad id),
 404 (unknown experiment, run, hypothesis, issue or trace), 503 (tracking store unreachable)
-or 500 (anything else).
+or 500 (an unreadable entity file, STORAGE_ERROR, or anything else). Lists answer 200 with a
+``warnings`` list naming any entity file they could not read.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from insights.client import InsightsClient
-from insights.errors import InsightsError, InvalidInputError, NotFoundError, TrackingServerError
+from insights.errors import (
+    InsightsError,
+    InvalidInputError,
+    NotFoundError,
+    TrackingServerError,
+)
 from insights.models import EvidenceEntry, HypothesisStatus
 from insights.server import export, schemas as s, service
 
@@ -59,6 +65,8 @@ _ERRORS = {
           "(INVALID_PARAMETER_VALUE)"},
     404: {"model": ErrorResponse, "description": "Unknown experiment, run, hypothesis, issue or "
           "trace (RESOURCE_NOT_FOUND)"},
+    500: {"model": ErrorResponse, "description": "An entity file in the store is unreadable "
+          "(STORAGE_ERROR; the message names the file), or another server failure"},
     503: {"model": ErrorResponse, "description": "Tracking store unreachable "
           "(TEMPORARILY_UNAVAILABLE)"},
 }
@@ -76,7 +84,7 @@ def _http_status(exc: InsightsError) -> int:
         return 400
     if isinstance(exc, TrackingServerError):
         return 503
-    return 500
+    return 500  # StorageError too: the stored file is at fault, not the request
 
 
 def validation_message(exc: RequestValidationError) -> str:
@@ -134,7 +142,8 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
 
     @post("/analyses/list", "List the analyses of an experiment, newest first", "analyses")
     def list_analyses(body: s.ExperimentBody, request: Request) -> dict[str, Any]:
-        return {"analyses": service.list_analyses(client_for(request), body.experiment_id)}
+        analyses = service.list_analyses(client_for(request), body.experiment_id)
+        return {"analyses": list(analyses), "warnings": analyses.warnings}
 
     @post("/analyses/get", "One analysis with its hypothesis counts", "analyses")
     def get_analysis(body: s.RunBody, request: Request) -> dict[str, Any]:
@@ -163,7 +172,8 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
     @post("/hypotheses/list", "The hypotheses of an analysis run, oldest first", "hypotheses")
     def list_hypotheses(body: s.RunBody, request: Request) -> dict[str, Any]:
         hyps = client_for(request).list_hypotheses(body.insights_run_id)
-        return {"hypotheses": [service.hypothesis_json(h) for h in hyps]}
+        return {"hypotheses": [service.hypothesis_json(h) for h in hyps],
+                "warnings": hyps.warnings}
 
     @post("/hypotheses/get", "One hypothesis", "hypotheses")
     def get_hypothesis(body: s.HypothesisBody, request: Request) -> dict[str, Any]:
@@ -234,13 +244,13 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
     def list_issues(body: s.ListIssuesBody, request: Request) -> dict[str, Any]:
         client = client_for(request)
         issues = client.list_issues(body.experiment_id)
-        total = len(issues)
+        total, warnings = len(issues), issues.warnings
         issues = service.sort_and_filter_issues(issues, body)
         chunk, next_token, _ = service.page(issues, body.page_token, None, body.max_results)
         names = service.run_names(client, body.experiment_id) if chunk else {}
         return {"issues": [service.issue_json(i, names) for i in chunk],
                 "total_count": total, "matching_count": len(issues),
-                "next_page_token": next_token}
+                "next_page_token": next_token, "warnings": warnings}
 
     @post("/issues/get", "One issue (experiment_id optional)", "issues")
     def get_issue(body: s.IssueBody, request: Request) -> dict[str, Any]:

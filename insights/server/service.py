@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 from insights.artifacts import store_errors
-from insights.client import InsightsClient
+from insights.client import InsightsClient, Listing
 from insights.errors import InvalidInputError, NotFoundError
 from insights.models import (
     SEVERITY_RANK,
@@ -68,14 +68,18 @@ def analysis_json(a: Analysis, hypotheses: list[Hypothesis] | None) -> dict[str,
 # ---------------------------------------------------------------------- analyses
 
 
-def list_analyses(client: InsightsClient, experiment_id: str) -> list[dict[str, Any]]:
-    """Every analysis with its hypothesis counts (one folder read per analysis, in parallel)."""
+def list_analyses(client: InsightsClient, experiment_id: str) -> Listing:
+    """Every analysis with its hypothesis counts (one folder read per analysis, in parallel).
+
+    ``warnings`` names every entity file read along the way that could not be read.
+    """
     analyses = client.list_analyses(experiment_id)
     if not analyses:
-        return []
+        return Listing([], analyses.warnings)
     with ThreadPoolExecutor(min(_COUNT_WORKERS, len(analyses))) as pool:
         hyps = list(pool.map(lambda a: _hypotheses_or_none(client, a.run_id), analyses))
-    return [analysis_json(a, h) for a, h in zip(analyses, hyps)]
+    problems = analyses.warnings + [w for h in hyps for w in getattr(h, "warnings", [])]
+    return Listing([analysis_json(a, h) for a, h in zip(analyses, hyps)], problems)
 
 
 def _hypotheses_or_none(client: InsightsClient, run_id: str) -> list[Hypothesis] | None:
