@@ -232,12 +232,16 @@ def serve(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI"),
     mlflow_ui_url: Optional[str] = typer.Option(None, "--mlflow-ui-url",
                                                 help="Base URL of the MLflow UI for trace links."),
+    allowed_host: Optional[list[str]] = typer.Option(
+        None, "--allowed-host", help="A host name the server may be reached by besides its bind "
+        "address (e.g. behind a proxy), repeatable; others get 400."),
 ) -> None:
     """Serve the Insights REST API and web UI (Issues and Runs pages) at /insights/."""
     from insights.server import serve as serve_app
 
     typer.echo(f"Insights UI: http://{host}:{port}/insights/", err=True)
-    serve_app(host=host, port=port, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url)
+    serve_app(host=host, port=port, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url,
+              allowed_hosts=allowed_host or [])
 
 
 def main() -> None:
