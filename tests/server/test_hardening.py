@@ -140,6 +140,15 @@ def test_oversized_ids_get_400(server, path: str, field: str) -> None:
     assert_error(res, 400, "INVALID_PARAMETER_VALUE", field)
 
 
+def test_oversized_page_token_gets_400(server) -> None:
+    s = server.seeded
+    for token in ("9" * 5000, "x" * 5000):
+        res = post(server, "issues/list", json.dumps(
+            {"experiment_id": s.experiment_id, "page_token": token}).encode())
+        assert_error(res, 400, "INVALID_PARAMETER_VALUE", "page_token")
+        assert len(res.json()["message"]) < 200
+
+
 def test_oversized_evidence_trace_id_gets_400_and_changes_nothing(server) -> None:
     s = server.seeded
     before = s.client.get_issue(s.issue_ids[0]).evidence
