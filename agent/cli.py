@@ -13,6 +13,7 @@ from typing import Any, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from insights.cli import quick_fail_defaults
 from insights.errors import InsightsError
@@ -140,7 +141,7 @@ def _drive(console, client, ctx, experiment_id, resume, yes) -> dict[str, Any]:
         config = {"configurable": {"thread_id": thread_id}}
         pending = graph.get_state(config).interrupts if resume else ()
         if pending:
-            console.print(f"[dim]continuing the paused session {thread_id}[/dim]")
+            console.print(f"continuing the paused session {thread_id}", style="dim", markup=False)
             first = Command(resume=ask(pending[0].value))
         elif resume:
             config = {"configurable": {"thread_id": uuid.uuid4().hex}}
@@ -158,7 +159,7 @@ def _choose_experiment(client, console, yes: bool) -> str:
     table.add_column("id")
     table.add_column("name")
     for e in experiments:
-        table.add_row(e.experiment_id, e.name)
+        table.add_row(Text(e.experiment_id), Text(e.name))
     console.print(table)
     from rich.prompt import Prompt
 
@@ -186,19 +187,20 @@ def _print_summary(console: Console, summary: dict[str, Any], output: Output) ->
     if output == Output.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
         return
-    table = Table(title=f"Issues from analysis {summary['run_id']}")
+    table = Table(title=Text(f"Issues from analysis {summary['run_id']}"))
     for col in ("severity", "title", "status", "traces"):
         table.add_column(col)
     for i in summary["issues"]:
-        table.add_row(i["severity"], i["title"], i["status"], str(i["trace_count"]))
+        table.add_row(i["severity"], Text(i["title"]), i["status"], str(i["trace_count"]))
     console.print(table)
     verdicts = {}
     for h in summary["hypotheses"]:
         verdicts[h["status"]] = verdicts.get(h["status"], 0) + 1
-    console.print(f"Hypotheses: {verdicts}; report: {summary['report_path']}")
+    console.print(f"Hypotheses: {verdicts}; report: {summary['report_path']}", markup=False)
     usage = summary["usage"]
     if usage.get("max_model_calls") is not None:
-        console.print(f"Model usage: {usage['model_calls']} calls, {usage['tokens']} tokens")
+        console.print(f"Model usage: {usage['model_calls']} calls, {usage['tokens']} tokens",
+                      markup=False)
 
 
 @app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent demo --dir ./insights-demo --traces 800")
@@ -219,7 +221,8 @@ def demo(
         _fail(str(exc).splitlines()[0], exc.exit_code)
     _print_summary(console, summary, output)
     if output == Output.table:
-        console.print(f"Browse it: mlflow ui --backend-store-uri {summary['tracking_uri']}")
+        console.print(f"Browse it: mlflow ui --backend-store-uri {summary['tracking_uri']}",
+                      markup=False)
 
 
 @app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent serve --tracking-uri sqlite:///mlflow.db --port 5050")
@@ -229,12 +232,16 @@ def serve(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI"),
     mlflow_ui_url: Optional[str] = typer.Option(None, "--mlflow-ui-url",
                                                 help="Base URL of the MLflow UI for trace links."),
+    allowed_host: Optional[list[str]] = typer.Option(
+        None, "--allowed-host", help="A host name the server may be reached by besides its bind "
+        "address (e.g. behind a proxy), repeatable; others get 400."),
 ) -> None:
     """Serve the Insights REST API and web UI (Issues and Runs pages) at /insights/."""
     from insights.server import serve as serve_app
 
     typer.echo(f"Insights UI: http://{host}:{port}/insights/", err=True)
-    serve_app(host=host, port=port, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url)
+    serve_app(host=host, port=port, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url,
+              allowed_hosts=allowed_host or [])
 
 
 def main() -> None:

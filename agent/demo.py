@@ -55,7 +55,8 @@ def run_demo(directory: Path, n_traces: int, seed: int, console: Console) -> dic
     with console.status(f"tracing {n_traces} requests through the demo travel assistant"):
         corpus = demo_app.build_demo_corpus(uri, n_traces=n_traces, seed=seed,
                                             experiment_name="insights-demo")
-    console.print(f"demo store: {uri} (experiment {corpus.experiment_id}, {len(corpus.trace_ids)} traces)")
+    console.print(f"demo store: {uri} (experiment {corpus.experiment_id}, {len(corpus.trace_ids)} traces)",
+                  markup=False)
     client = InsightsClient(uri)
     analyst = OfflineAnalyst()
     ctx = WorkflowContext(client=client, analyst=analyst, auto_answer=True,

@@ -99,7 +99,8 @@ class ChatModelAnalyst(OfflineAnalyst):
         bound = self.model.bind_tools(tools)
         messages = [
             SystemMessage(prompts.TESTING_SYSTEM.format(calls=self.budget.remaining)),
-            HumanMessage(f"Hypothesis: {hypothesis.statement}\nTesting plan: {hypothesis.testing_plan}"),
+            HumanMessage("The hypothesis to test and its testing plan:\n" + prompts.quoted(
+                {"hypothesis": hypothesis.statement, "testing_plan": hypothesis.testing_plan})),
         ]
         for _ in range(MAX_TOOL_ROUNDS):
             try:
@@ -114,8 +115,7 @@ class ChatModelAnalyst(OfflineAnalyst):
             if not calls:
                 break
             for call in calls:
-                tool = by_name.get(call["name"])
-                output = tool.invoke(call["args"]) if tool else f"ERROR: no tool {call['name']}"
+                output = _run_tool(by_name, call)
                 toolkit.progress(f"model used {call['name']}: {str(call['args'])[:120]}")
                 messages.append(ToolMessage(str(output), tool_call_id=call.get("id") or call["name"]))
             if box.status:
@@ -129,6 +129,17 @@ class ChatModelAnalyst(OfflineAnalyst):
             return Verdict(status="TESTING", reason="the model cited no traces; a verdict needs "
                            "evidence", evidence=evidence)
         return Verdict(status=box.status, reason=box.reason, evidence=evidence)
+
+
+def _run_tool(by_name: dict[str, Any], call: dict[str, Any]) -> str:
+    """One tool call's output; any failure goes back to the model as a quoted error."""
+    tool = by_name.get(call["name"])
+    if tool is None:
+        return prompts.quoted_error(f"no tool named {call['name']}")
+    try:
+        return str(tool.invoke(call["args"]))
+    except Exception as exc:  # bad arguments from the model, a store error: the loop goes on
+        return prompts.quoted_error(f"{type(exc).__name__}: {exc}")
 
 
 def _census_digest(census: dict[str, Any]) -> dict[str, Any]:

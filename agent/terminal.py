@@ -4,6 +4,9 @@ The graph is streamed with the ``custom`` mode (progress written by nodes) and `
 when it stops at an interrupt, the person answers at a prompt and the graph resumes with
 ``Command(resume=answer)``. At any prompt, ``+ statement`` adds a hypothesis and
 ``- ID`` (or a number from the last hypotheses table) abandons one.
+
+Progress messages, descriptions, titles and statements are data: they reach rich only as
+``Text``, so brackets in them are shown as typed, never read as markup.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.prompt import Prompt
 from rich.table import Table
+from rich.text import Text
 
 Ask = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -38,12 +42,10 @@ def show_progress(console: Console, event: dict[str, Any]) -> None:
     verdict = event.get("verdict")
     style = {"VALIDATED": "bold green", "REJECTED": "bold red"}.get(verdict, "")
     if message.startswith("testing hypothesis"):
-        console.rule(message[:100])
+        console.rule(Text(message[:100]))
     elif message.startswith("testing plan"):
-        console.print(Panel(message.split("\n", 1)[-1], title="testing plan", expand=False))
+        console.print(Panel(Text(message.split("\n", 1)[-1]), title="testing plan", expand=False))
     else:
-        from rich.text import Text
-
         console.print(Text.assemble(("• ", "dim"), (message, style)), highlight=False)
 
 
@@ -77,7 +79,7 @@ class TerminalPrompts:
         """Ask; edits typed at the prompt are collected and the question asked again."""
         edits: dict[str, Any] = {}
         while True:
-            text = Prompt.ask(question, default=default, console=self.console)
+            text = Prompt.ask(Text(question), default=default, console=self.console)
             found = self._edits(text)
             if found is None:
                 return text, edits
@@ -86,14 +88,15 @@ class TerminalPrompts:
             self.console.print("[dim]noted; it is written to MLflow when you answer[/dim]")
 
     def _confirm_description(self, payload):
-        self.console.print(Panel(payload["description"], title="What the agent seems to do"))
+        self.console.print(Panel(Text(str(payload["description"])),
+                                 title="What the agent seems to do"))
         text, edits = self._prompt("Press Enter to confirm, or type a corrected description")
         return {"description": text or payload["description"], **edits}
 
     def _choose_focus(self, payload):
         options = payload["options"]
         for n, option in enumerate(options, 1):
-            self.console.print(f"  {n}. {option}")
+            self.console.print(f"  {n}. {option}", markup=False, highlight=False)
         text, edits = self._prompt("Focus (number or your own words)", "1")
         focus = options[int(text) - 1] if text.isdigit() and 0 < int(text) <= len(options) else text
         return {"focus": focus, **edits}
@@ -105,7 +108,7 @@ class TerminalPrompts:
         for col in ("#", "statement", "rationale"):
             table.add_column(col, overflow="fold")
         for n, h in enumerate(items, 1):
-            table.add_row(str(n), h["statement"], h.get("rationale") or "")
+            table.add_row(str(n), Text(str(h["statement"])), Text(str(h.get("rationale") or "")))
         self.console.print(table)
         text, edits = self._prompt("Numbers to reject (comma-separated), Enter to test all")
         reject = [self.last_hypotheses[int(x) - 1] for x in text.replace(" ", "").split(",")
@@ -130,8 +133,9 @@ class TerminalPrompts:
         edits: dict[str, Any] = {}
         for issue in payload["issues"]:
             examples = "\n".join(f"  {e['trace_id']}: {e['rationale']}" for e in issue["examples"])
-            self.console.print(Panel(f"{issue['description']}\n\nTraces: {issue['trace_count']}\n"
-                                     f"{examples}", title=f"[{issue['severity']}] {issue['title']}"))
+            body = f"{issue['description']}\n\nTraces: {issue['trace_count']}\n{examples}"
+            title = f"[{issue['severity']}] {issue['title']}"
+            self.console.print(Panel(Text(body), title=Text(title)))
             keep, found = self._yes_no("Accept this issue?", default=True)
             for key, values in found.items():
                 edits.setdefault(key, []).extend(values)

@@ -2,18 +2,18 @@
 
 ``insights_tools`` is what you hand to your own tool-calling agent. ``testing_tools`` is the
 narrower set the chat-model analyst gets while testing one hypothesis. Tool results that carry
-trace text are quoted as data (see ``agent.prompts.quoted``).
+trace text, titles or statements, and tool errors (which echo SQL and ids), are quoted as data
+(see ``agent.prompts.quoted``).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from agent.prompts import quoted
+from agent.prompts import quoted, quoted_error
 from insights.errors import InsightsError
 
 MAX_ROWS = 50
@@ -27,7 +27,7 @@ def _safe(fn):
         try:
             return fn(*args, **kwargs)
         except InsightsError as exc:
-            return f"ERROR: {exc}"
+            return quoted_error(exc)
 
     return run
 
@@ -68,16 +68,16 @@ def insights_tools(client, experiment_id: str) -> list[BaseTool]:
     @_safe
     def list_issues() -> str:
         """The experiment's issues, most traces first."""
-        return json.dumps([{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
-                            "status": i.status.value, "trace_count": len(i.trace_ids)}
-                           for i in client.list_issues(experiment_id)])
+        return quoted([{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
+                        "status": i.status.value, "trace_count": len(i.trace_ids)}
+                       for i in client.list_issues(experiment_id)])
 
     @_safe
     def list_hypotheses(run_id: str) -> str:
         """The hypotheses of an analysis run with status and evidence counts."""
-        return json.dumps([{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
-                            "status": h.status.value, "supports": h.supports_count,
-                            "refutes": h.refutes_count} for h in client.list_hypotheses(run_id)])
+        return quoted([{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
+                        "status": h.status.value, "supports": h.supports_count,
+                        "refutes": h.refutes_count} for h in client.list_hypotheses(run_id)])
 
     @_safe
     def create_hypothesis(run_id: str, statement: str, testing_plan: str, rationale: str = "") -> str:
@@ -127,7 +127,7 @@ def testing_tools(client, experiment_id: str, run_id: str, box: VerdictBox) -> l
         """Finish testing: status VALIDATED or REJECTED, with the reason."""
         status = status.strip().upper()
         if status not in ("VALIDATED", "REJECTED"):
-            return "ERROR: status must be VALIDATED or REJECTED"
+            return quoted_error("status must be VALIDATED or REJECTED")
         box.status, box.reason = status, reason
         return "verdict recorded"
 

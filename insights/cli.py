@@ -110,6 +110,13 @@ def parse_evidence_json(values: list[str] | None) -> list[dict[str, Any]]:
     return entries
 
 
+def escape(value: Any) -> str:
+    """Data inside a markup string is shown literally (see ``render.plain``)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(value))
+
+
 def emit(output: Output, data: Any, human: Callable[[], Any]) -> None:
     if output == Output.json:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
@@ -150,7 +157,7 @@ def create_analysis(
 ) -> None:
     """Create an analysis: a nested run under the experiment's Insights parent run."""
     run_id = _client().create_analysis(experiment_id, run_name, name or run_name, description)
-    emit(output, {"run_id": run_id}, lambda: f"Created analysis run [bold]{run_id}[/bold]")
+    emit(output, {"run_id": run_id}, lambda: f"Created analysis run [bold]{escape(run_id)}[/bold]")
 
 
 @command('mlflow-insights create-hypothesis --run-id RUN --statement "Lock waits cause timeouts" '
@@ -169,7 +176,7 @@ def create_hypothesis(
     items = _evidence(evidence, add_evidence)
     hid = _client().create_hypothesis(run_id, statement, testing_plan, items, rationale)
     emit(output, {"hypothesis_id": hid, "run_id": run_id},
-         lambda: f"Created hypothesis [bold]{hid}[/bold] in run {run_id}")
+         lambda: f"Created hypothesis [bold]{escape(hid)}[/bold] in run {escape(run_id)}")
 
 
 @command('mlflow-insights create-issue --run-id RUN --title "Search tool times out after 30s" '
@@ -188,7 +195,7 @@ def create_issue(
     """Record an issue in the experiment's Insights parent run."""
     items = _evidence(evidence, add_evidence)
     iid = _client().create_issue(run_id, title, description, severity, hypothesis_id, items, status)
-    emit(output, {"issue_id": iid, "run_id": run_id}, lambda: f"Created issue [bold]{iid}[/bold]")
+    emit(output, {"issue_id": iid, "run_id": run_id}, lambda: f"Created issue [bold]{escape(iid)}[/bold]")
 
 
 # ---------------------------------------------------------------------- update
@@ -349,7 +356,7 @@ def link_traces(
 
     runs.get_analysis_run(client.mlflow_client, check_id(run_id, "run id"))
     count = client.link_traces(run_id, trace_id)
-    emit(output, {"run_id": run_id, "linked": count}, lambda: f"Linked {count} traces to {run_id}")
+    emit(output, {"run_id": run_id, "linked": count}, lambda: f"Linked {count} traces to {escape(run_id)}")
 
 
 # ---------------------------------------------------------------------- trace analytics
@@ -374,7 +381,8 @@ def create_baseline_census(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=render.err_console,
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                  console=render.err_console,
                   transient=True) as progress:
         task = progress.add_task("computing the census", total=None)
         census = _client().create_baseline_census(

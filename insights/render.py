@@ -1,4 +1,9 @@
-"""Rich tables and panels for the CLI's human output (``--output json`` bypasses all of this)."""
+"""Rich tables and panels for the CLI's human output (``--output json`` bypasses all of this).
+
+Everything that comes from data (trace text, titles, statements, SQL results, ids) goes into
+rich as ``Text`` built by ``plain()``, never as a markup string: a ``[/x]`` in an error message
+would otherwise crash the command, and ``[link=...]`` would print a hidden hyperlink.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,11 @@ _STATUS_STYLE = {
 _SEVERITY_STYLE = {"CRITICAL": "bold white on red", "HIGH": "red", "MEDIUM": "yellow", "LOW": "dim"}
 
 
+def plain(value: Any, style: str = "") -> Text:
+    """Data as literal text: rich never parses it as markup."""
+    return Text("" if value is None else str(value), style=style)
+
+
 def when(ms: int | None) -> str:
     if not ms:
         return "-"
@@ -45,7 +55,8 @@ def analyses_table(items: list[Analysis]) -> Table:
     for col in ("run name", "name", "status", "created", "updated"):
         table.add_column(col, overflow="fold")
     for a in items:
-        table.add_row(a.run_id, a.run_name, a.name, badge(a.status), when(a.created_at),
+        table.add_row(plain(a.run_id), plain(a.run_name), plain(a.name), badge(a.status),
+                      when(a.created_at),
                       when(a.updated_at))
     return table
 
@@ -56,7 +67,8 @@ def hypotheses_table(items: list[Hypothesis]) -> Table:
     for col in ("statement", "status", "traces", "supports", "refutes"):
         table.add_column(col, overflow="fold")
     for h in items:
-        table.add_row(h.hypothesis_id, h.statement, badge(h.status), str(len(h.trace_ids)),
+        table.add_row(plain(h.hypothesis_id), plain(h.statement), badge(h.status),
+                      str(len(h.trace_ids)),
                       str(h.supports_count), str(h.refutes_count))
     return table
 
@@ -67,7 +79,8 @@ def issues_table(items: list[Issue]) -> Table:
     for col in ("title", "severity", "status", "traces", "created"):
         table.add_column(col, overflow="fold")
     for i in items:
-        table.add_row(i.issue_id, i.title, badge(i.severity, _SEVERITY_STYLE), badge(i.status),
+        table.add_row(plain(i.issue_id), plain(i.title), badge(i.severity, _SEVERITY_STYLE),
+                      badge(i.status),
                       str(len(i.trace_ids)), when(i.created_at))
     return table
 
@@ -79,8 +92,8 @@ def evidence_table(entity: Hypothesis | Issue, with_supports: bool) -> Table:
         table.add_column("supports")
     table.add_column("rationale", overflow="fold")
     for e in entity.evidence:
-        row = [e.trace_id] + (["yes" if e.supports else "refutes"] if with_supports else [])
-        table.add_row(*row, e.rationale)
+        row = [plain(e.trace_id)] + (["yes" if e.supports else "refutes"] if with_supports else [])
+        table.add_row(*row, plain(e.rationale))
     return table
 
 
@@ -90,7 +103,7 @@ def analysis_panel(a: Analysis) -> Panel:
         ("Created: ", "bold"), when(a.created_at), "  ", ("Updated: ", "bold"), when(a.updated_at),
         "\n\n", a.description or "(no description)",
     )
-    return Panel(body, title=f"{a.name} [{a.run_name}]")
+    return Panel(body, title=plain(f"{a.name} [{a.run_name}]"))
 
 
 def hypothesis_panel(h: Hypothesis) -> Panel:
@@ -100,8 +113,8 @@ def hypothesis_panel(h: Hypothesis) -> Panel:
         ("Rationale: ", "bold"), h.rationale or "-", "\n", ("Testing plan: ", "bold"),
         h.testing_plan or "-",
     )
-    return Panel(Group(head, evidence_table(h, True)), title=h.statement,
-                 subtitle=h.hypothesis_id)
+    return Panel(Group(head, evidence_table(h, True)), title=plain(h.statement),
+                 subtitle=plain(h.hypothesis_id))
 
 
 def issue_panel(i: Issue) -> Panel:
@@ -112,7 +125,8 @@ def issue_panel(i: Issue) -> Panel:
         i.hypothesis_id or "-", "\n", i.description or "", "\n",
         ("Resolution: ", "bold"), i.resolution or "-",
     )
-    return Panel(Group(head, evidence_table(i, False)), title=i.title, subtitle=i.issue_id)
+    return Panel(Group(head, evidence_table(i, False)), title=plain(i.title),
+                 subtitle=plain(i.issue_id))
 
 
 def traces_table(rows: list[dict[str, Any]], total: int) -> Table:
@@ -120,8 +134,9 @@ def traces_table(rows: list[dict[str, Any]], total: int) -> Table:
     for col in ("trace_id", "state", "ms", "time", "request", "evidence"):
         table.add_column(col, overflow="fold", max_width=48 if col in ("request", "evidence") else None)
     for r in rows:
-        table.add_row(r["trace_id"], r["state"], str(r["execution_time_ms"]), when(r["timestamp"]),
-                      r["request_preview"], r["evidence_rationale"])
+        table.add_row(plain(r["trace_id"]), plain(r["state"]), str(r["execution_time_ms"]),
+                      when(r["timestamp"]), plain(r["request_preview"]),
+                      plain(r["evidence_rationale"]))
     return table
 
 
@@ -131,15 +146,15 @@ err_console = Console(stderr=True)
 def sql_table(columns: list[str], rows: list[list[Any]], limit: int = 200) -> Table:
     table = Table(title=f"{len(rows)} rows" + (f" (first {limit} shown)" if len(rows) > limit else ""))
     for col in columns:
-        table.add_column(str(col), overflow="fold", max_width=60)
+        table.add_column(plain(col), overflow="fold", max_width=60)
     for row in rows[:limit]:
         table.add_row(*[_cell(v) for v in row])
     return table
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
     text = "" if value is None else str(value)
-    return text if len(text) <= 200 else text[:200] + "..."
+    return plain(text if len(text) <= 200 else text[:200] + "...")
 
 
 def census_view(c: dict[str, Any]) -> Group:
@@ -155,14 +170,15 @@ def census_view(c: dict[str, Any]) -> Group:
     for col in ("name", "type", "count", "errors", "error rate", "p50 ms", "p95 ms", "max ms"):
         spans.add_column(col)
     for s in sorted(c.get("spans", []), key=lambda s: -s.get("error_count", 0))[:15]:
-        spans.add_row(s["name"], str(s.get("span_type")), str(s.get("count")), str(s.get("error_count")),
+        spans.add_row(plain(s["name"]), plain(s.get("span_type")), str(s.get("count")), str(s.get("error_count")),
                       f"{(s.get('error_rate') or 0):.1%}", f"{s.get('p50_ms') or 0:.0f}",
                       f"{s.get('p95_ms') or 0:.0f}", f"{s.get('max_ms') or 0:.0f}")
     errors = Table(title="Top errors")
     for col in ("count", "message", "spans"):
         errors.add_column(col, overflow="fold")
     for e in c.get("errors", [])[:10]:
-        errors.add_row(str(e.get("count")), str(e.get("message"))[:160], ", ".join(e.get("span_names", [])))
+        errors.add_row(str(e.get("count")), plain(str(e.get("message"))[:160]),
+                       plain(", ".join(e.get("span_names", []))))
     parts: list[Any] = [Panel(head, title="Baseline census"), spans, errors]
     sample = c.get("sample") or {}
     if sample.get("sections"):
@@ -175,7 +191,8 @@ def census_view(c: dict[str, Any]) -> Group:
         for col in ("name", "count", "failing", "values"):
             table.add_column(col)
         for a in assessments:
-            table.add_row(a["name"], str(a.get("count")), str(a.get("failing")), str(a.get("values")))
+            table.add_row(plain(a["name"]), str(a.get("count")), str(a.get("failing")),
+                          plain(a.get("values")))
         parts.append(table)
     return Group(*parts)
 
@@ -190,5 +207,5 @@ def cohort_view(stats: dict[str, Any]) -> Table:
     for side in ("cohort", "control"):
         g = stats[side]
         table.add_row(side, str(g["n"]), str(g["events"]), f"{(g.get('rate') or 0):.1%}",
-                      ", ".join(g.get("sample_event_trace_ids", [])[:3]))
+                      plain(", ".join(g.get("sample_event_trace_ids", [])[:3])))
     return table

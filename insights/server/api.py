@@ -2,10 +2,12 @@
 
 Every endpoint is ``POST {API_PREFIX}{group}/{verb}`` with a JSON body, as in the PRD. Errors
 use MLflow's REST error shape, ``{"error_code": ..., "message": ...}``, and also carry the PRD's
-``{"error": {"code": ..., "message": ...}}`` form, with HTTP 400 (bad body, bad value, bad id),
-404 (unknown experiment, run, hypothesis, issue or trace), 503 (tracking store unreachable)
-or 500 (an unreadable entity file, STORAGE_ERROR, or anything else). Lists answer 200 with a
-``warnings`` list naming any entity file they could not read.
+``{"error": {"code": ..., "message": ...}}`` form, with HTTP 400 (bad body, bad value, bad id,
+body not UTF-8 or JSON nested too deep), 413 (body over the size limit), 404 (unknown
+experiment, run, hypothesis, issue or trace), 503 (tracking store unreachable) or 500 (an
+unreadable entity file, STORAGE_ERROR, or anything else). Bodies are checked before parsing
+(see ``insights.server.guard``). Lists answer 200 with a ``warnings`` list naming any entity
+file they could not read.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from insights.client import InsightsClient
 from insights.errors import (
@@ -32,7 +35,7 @@ from insights.errors import (
     TrackingServerError,
 )
 from insights.models import EvidenceEntry, HypothesisStatus
-from insights.server import export, schemas as s, service
+from insights.server import export, guard, schemas as s, service
 
 API_PREFIX = "/api/3.0/mlflow/traces/insights/agentic/"
 UI_PREFIX = "/insights"
@@ -63,6 +66,8 @@ class ErrorResponse(BaseModel):
 _ERRORS = {
     400: {"model": ErrorResponse, "description": "Bad request body or parameter value "
           "(INVALID_PARAMETER_VALUE)"},
+    413: {"model": ErrorResponse, "description": "Request body over the size limit "
+          "(REQUEST_LIMIT_EXCEEDED)"},
     404: {"model": ErrorResponse, "description": "Unknown experiment, run, hypothesis, issue or "
           "trace (RESOURCE_NOT_FOUND)"},
     500: {"model": ErrorResponse, "description": "An entity file in the store is unreadable "
@@ -116,7 +121,14 @@ class InsightsRoute(APIRoute):
 
         async def handler(request: Request):
             try:
+                if request.method == "POST":
+                    await guard.read_checked_body(request)
                 return await original(request)
+            except guard.BodyRejected as exc:
+                return error_response(exc.status, exc.code, str(exc))
+            except HTTPException as exc:  # FastAPI's own body parsing refusals
+                code = "INVALID_PARAMETER_VALUE" if exc.status_code == 400 else "INTERNAL_ERROR"
+                return error_response(exc.status_code, code, str(exc.detail))
             except RequestValidationError as exc:
                 return error_response(400, "INVALID_PARAMETER_VALUE", validation_message(exc))
             except InsightsError as exc:
@@ -399,8 +411,14 @@ def mount_ui(app: FastAPI) -> None:
     app.mount(UI_PREFIX, StaticFiles(directory=STATIC_DIR, html=True), name="insights-ui")
 
 
-def create_app(tracking_uri: str | None = None, mlflow_ui_url: str | None = None) -> FastAPI:
-    """The standalone Insights server: the Agentic API and the UI over one tracking store."""
+def create_app(tracking_uri: str | None = None, mlflow_ui_url: str | None = None,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The standalone Insights server: the Agentic API and the UI over one tracking store.
+
+    Requests whose Host header does not name the bound address (or one of ``allowed_hosts`` /
+    $MLFLOW_INSIGHTS_ALLOWED_HOSTS) get 400, and every response carries a CSP that forbids
+    framing and inline code (``insights.server.guard``).
+    """
     client = InsightsClient(tracking_uri)
     ui_url = mlflow_ui_url.rstrip("/") if mlflow_ui_url else default_ui_url(client.tracking_uri)
     app = FastAPI(title="MLflow Insights", docs_url=None, redoc_url=None, openapi_url=None)
@@ -418,6 +436,7 @@ def create_app(tracking_uri: str | None = None, mlflow_ui_url: str | None = None
 
     _docs_from_router(app, router)
     mount_ui(app)
+    app.add_middleware(guard.StandaloneGuard, allowed_hosts=allowed_hosts or ())
     return app
 
 
@@ -427,11 +446,12 @@ def _docs_from_router(app: FastAPI, router: APIRouter) -> None:
 
 
 def serve(host: str = "127.0.0.1", port: int = 5050, tracking_uri: str | None = None,
-          mlflow_ui_url: str | None = None, log_level: str = "info") -> None:
+          mlflow_ui_url: str | None = None, log_level: str = "info",
+          allowed_hosts: list[str] | None = None) -> None:
     """Run the standalone server with uvicorn (blocks)."""
     import uvicorn
 
-    app = create_app(tracking_uri, mlflow_ui_url)
+    app = create_app(tracking_uri, mlflow_ui_url, allowed_hosts)
     print(f"MLflow Insights UI: http://{host}:{port}{UI_PREFIX}/  "
           f"API: http://{host}:{port}{API_PREFIX}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)

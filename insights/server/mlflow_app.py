@@ -8,6 +8,9 @@ factory. ``create_app`` builds MLflow's FastAPI app, adds the Insights router an
 Inside the server the SDK talks to the same server over loopback HTTP (the port it is listening
 on), so artifacts go through MLflow's artifact proxy exactly as for any other client. Set
 ``MLFLOW_INSIGHTS_TRACKING_URI`` to point it elsewhere.
+
+MLflow's own Host validation and security headers wrap the whole app, Insights routes included;
+MLflow's basic-auth app does not (``--app-name`` picks one app): see the README on auth.
 """
 
 from __future__ import annotations
