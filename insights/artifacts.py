@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import yaml
 from mlflow.exceptions import MlflowException
 
+from insights.compat import download_artifact_file
 from insights.errors import InsightsError, InvalidInputError, NotFoundError, TrackingServerError
 
 REMOTE_READ_THREADS = 16   # small files on a remote store: latency-bound, so many in flight
@@ -191,7 +192,7 @@ def _read_remote_yaml_dir(client, folder: str, prefix: str, artifact_uri: str) -
                 local = os.path.join(tmp, os.path.basename(path))
                 # the public download_artifacts() first asks whether the path is a folder,
                 # one more request per file; the listing already said it is a file
-                repo._download_file(remote_file_path=path, local_path=local)
+                download_artifact_file(repo, path, local)
                 return _load(Path(local))
 
             return list(pool.map(fetch, paths))

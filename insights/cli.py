@@ -6,6 +6,7 @@ print one line to stderr and exit 2 (bad input, unknown ids) or 1 (tracking serv
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -63,7 +64,9 @@ def _main(
 
 
 def _client() -> InsightsClient:
-    return InsightsClient(_state["tracking_uri"])
+    client = InsightsClient(_state["tracking_uri"])
+    atexit.register(client.close)  # analytics sessions flush their cache on close
+    return client
 
 
 def _fail(message: str, code: int) -> None:
@@ -358,14 +361,14 @@ def create_baseline_census(
         census = _client().create_baseline_census(
             run_id, filter_string, start_time_ms, end_time_ms, exact=exact,
             progress=lambda msg: progress.update(task, description=str(msg)),
-        )
+        ).model_dump(mode="json")
     emit(output, census, lambda: render.census_view(census))
 
 
 @command("mlflow-insights get-baseline-census --run-id RUN --output json")
 def get_baseline_census(run_id: str = RunIdOpt, output: Output = OutputOpt) -> None:
     """Show the baseline census stored in an analysis run."""
-    census = _client().get_baseline_census(run_id)
+    census = _client().get_baseline_census(run_id).model_dump(mode="json")
     emit(output, census, lambda: render.census_view(census))
 
 

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 import duckdb
 import pyarrow as pa
 
+from insights import compat
 from insights.analytics.staging import stage
 from insights.errors import InvalidInputError, TrackingServerError
 
@@ -47,7 +48,12 @@ def sqlite_path(uri: str) -> str:
 
 
 class SqliteSource:
-    """One experiment of one SQLite store; every read is a read-only scan."""
+    """One experiment of one SQLite store; every read is a read-only scan.
+
+    The tables and columns read here are listed in ``insights.compat.SQLITE_TABLES``.
+    """
+
+    stages_full = False  # payloads are read only when a query needs them (load_full)
 
     def __init__(self, uri: str, experiment_id: str):
         self.path = sqlite_path(uri)
@@ -61,7 +67,12 @@ class SqliteSource:
             self.conn.execute("SELECT 1 FROM trace_info LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise TrackingServerError(f"cannot read SQLite store {self.path}: {exc}") from exc
-        self.ti_cols = {r[1] for r in self.conn.execute("PRAGMA table_info(trace_info)")}
+        try:
+            compat.check_sqlite_store(self.conn, self.path)
+        except BaseException:
+            self.conn.close()
+            raise
+        self.ti_cols = compat.trace_info_columns(self.conn)
         self.native = False  # set by prepare(): can DuckDB read the file itself?
 
     def close(self) -> None:
@@ -191,6 +202,10 @@ def _attach(con: duckdb.DuckDBPyConnection, path: str) -> bool:
     """Attach the store read-only through DuckDB's SQLite extension; False if unavailable."""
     if os.environ.get("INSIGHTS_SQLITE_READER", "").lower() == "python":
         return False
+    attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                           [STORE_ALIAS]).fetchone()[0]
+    if attached:  # another session on the same cache file attached it already
+        return True
     try:
         _load_sqlite_extension(con)
         con.execute(f"ATTACH IF NOT EXISTS {_quote(path)} AS {STORE_ALIAS} "
