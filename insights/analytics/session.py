@@ -73,8 +73,8 @@ class AnalyticsSession:
     def con(self) -> duckdb.DuckDBPyConnection:
         """The DuckDB connection, opened (tables created, store attached) on first use."""
         with self.lock:
+            self._check_open()
             if self._con is None:
-                self._check_open()
                 source = self.source
                 con = self._connect()
                 try:
