@@ -9,8 +9,9 @@ How rows travel: when DuckDB's own SQLite extension can be loaded (the ``duckdb-
 wheel, or an extension the user installed), DuckDB runs each query on the SQLite file itself
 and no row passes through Python (at 100k traces: light load 2.4 s instead of 3.3 s, span
 payloads 15 s instead of 24 s, on two cores). Otherwise Python's ``sqlite3`` reads rows in
-batches into Arrow. Both paths run the same SQLite SQL and fill the same stage tables
-(``INSIGHTS_SQLITE_READER=python`` forces the second).
+batches into Arrow, which is faster for loads under ``NATIVE_MIN_TRACES`` traces, since
+the extension itself takes a while to load. Both paths run the same SQLite SQL and fill the
+same stage tables (``INSIGHTS_SQLITE_READER=python`` or ``=duckdb`` forces one).
 
 Two load levels keep the census cheap: the light load (census) reads span ``content`` only
 for root spans (request/response) and ERROR spans (status message, exception event); the
@@ -34,6 +35,7 @@ from insights.analytics.staging import stage
 from insights.errors import InvalidInputError, TrackingServerError
 
 BATCH = 50_000
+NATIVE_MIN_TRACES = 30_000  # below this, loading DuckDB's SQLite extension costs more than it saves
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 DUCK_TYPES = {S: "VARCHAR", I: "BIGINT", F: "DOUBLE", B: "BOOLEAN"}
 STORE_ALIAS = "insights_store"
@@ -79,11 +81,25 @@ class SqliteSource:
         self.conn.close()
 
     def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Attach the store to ``con`` for DuckDB to read, if its SQLite extension loads.
+        """Attach the store to ``con`` for DuckDB to read, when that pays off and the SQLite
+        extension loads.
 
-        Called outside any transaction: a failed LOAD or ATTACH inside one would abort it.
+        Loading the extension (a 50 MB library whose signature DuckDB checks) costs more than
+        it saves below ``NATIVE_MIN_TRACES`` traces to load, so smaller loads use Python's
+        reader. Called outside any transaction: a failed LOAD or ATTACH inside one would
+        abort it.
         """
+        reader = os.environ.get("INSIGHTS_SQLITE_READER", "").lower()
+        if reader == "python" or (reader != "duckdb" and self._to_load(con) < NATIVE_MIN_TRACES):
+            self.native = False
+            return
         self.native = _attach(con, self.path)
+
+    def _to_load(self, con: duckdb.DuckDBPyConnection) -> int:
+        """Traces of the store whose span payloads the cache does not hold yet (an upper
+        bound of what any later load reads)."""
+        (cached,) = con.execute("SELECT count(*) FROM traces").fetchone()
+        return self.fingerprint()["count"] - cached
 
     def _stage(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, params: tuple,
                schema: pa.Schema, transform=None) -> None:
@@ -200,8 +216,6 @@ class SqliteSource:
 
 def _attach(con: duckdb.DuckDBPyConnection, path: str) -> bool:
     """Attach the store read-only through DuckDB's SQLite extension; False if unavailable."""
-    if os.environ.get("INSIGHTS_SQLITE_READER", "").lower() == "python":
-        return False
     attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
                            [STORE_ALIAS]).fetchone()[0]
     if attached:  # another session on the same cache file attached it already

@@ -121,6 +121,7 @@ def test_sqlite_extension_that_will_not_load_falls_back_to_python(sqlite_corpus,
         raise duckdb.IOException("extension not found")
 
     monkeypatch.setattr(sqlite_source, "_load_sqlite_extension", broken)
+    monkeypatch.setenv("INSIGHTS_SQLITE_READER", "duckdb")  # small stores never load it anyway
     uri, exp, ids = sqlite_corpus
     c = census_of(uri, exp)
     assert c["total_traces"] == 20 and c["error_traces"] == 2
