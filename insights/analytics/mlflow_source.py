@@ -78,7 +78,7 @@ class MlflowApiSource:
         self._staged_assessments = False
         self._newest: int | None = None  # newest trace timestamp seen by fingerprint()
 
-    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
+    def prepare(self, con: duckdb.DuckDBPyConnection, traces: int) -> None:
         """Nothing to set up: rows arrive through the client API."""
 
     def close(self) -> None:

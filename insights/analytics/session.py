@@ -25,7 +25,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import duckdb
 
@@ -79,8 +78,9 @@ class AnalyticsSession:
                 source = self.source
                 con = self._connect()
                 try:
-                    self._size_threads(con, source)
-                    source.prepare(con)
+                    traces = source.fingerprint()["count"]
+                    self._size_threads(con, traces)
+                    source.prepare(con, traces)
                     self._sandbox(con)
                 except BaseException:
                     con.close()
@@ -114,14 +114,14 @@ class AnalyticsSession:
         return con
 
     @staticmethod
-    def _size_threads(con: duckdb.DuckDBPyConnection, source: TraceSource) -> None:
+    def _size_threads(con: duckdb.DuckDBPyConnection, traces: int) -> None:
         """One DuckDB thread for experiments under ``SMALL_TRACES`` traces.
 
         Their statements take milliseconds; handing each to worker threads costs more than
         it gains (a cold census of 3,000 traces: about a third less time and CPU), the more so
         on a busy machine. Larger experiments keep DuckDB's default (one thread per core).
         """
-        if not _locked(con) and source.fingerprint()["count"] < SMALL_TRACES:
+        if not _locked(con) and traces < SMALL_TRACES:
             con.execute("SET threads = 1")
 
     def _sandbox(self, con: duckdb.DuckDBPyConnection) -> None:

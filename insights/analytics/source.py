@@ -22,8 +22,9 @@ class TraceSource(Protocol):
     def fingerprint(self) -> dict:
         """{"count", "max_ts", "max_assessment_ts"}: changes whenever traces or assessments do."""
 
-    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
-        """One-time setup on the session's connection (outside any transaction)."""
+    def prepare(self, con: duckdb.DuckDBPyConnection, traces: int) -> None:
+        """One-time setup of the session's connection, for an experiment of ``traces`` traces
+        (called before the connection is sandboxed, outside any transaction)."""
 
     def load_light(self, con: duckdb.DuckDBPyConnection, since_ms: int) -> None:
         """Stage traces started at/after ``since_ms`` and their light spans."""

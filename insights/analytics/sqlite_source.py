@@ -75,31 +75,24 @@ class SqliteSource:
             self.conn.close()
             raise
         self.ti_cols = compat.trace_info_columns(self.conn)
-        self.native = False  # set by prepare(): can DuckDB read the file itself?
+        self.native = False  # set by prepare(): does DuckDB read the file itself?
 
     def close(self) -> None:
         self.conn.close()
 
-    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Attach the store to ``con`` for DuckDB to read, when that pays off and the SQLite
-        extension loads.
+    def prepare(self, con: duckdb.DuckDBPyConnection, traces: int) -> None:
+        """Attach the store (of ``traces`` traces) to ``con`` for DuckDB to read, when that
+        pays off and the SQLite extension loads.
 
         Loading the extension (a 50 MB library whose signature DuckDB checks) costs more than
-        it saves below ``NATIVE_MIN_TRACES`` traces to load, so smaller loads use Python's
-        reader. Called outside any transaction: a failed LOAD or ATTACH inside one would
-        abort it.
+        it saves for stores under ``NATIVE_MIN_TRACES`` traces, so those use Python's reader.
+        Called once, before the session's sandbox forbids loading extensions, and outside any
+        transaction: a failed LOAD or ATTACH inside one would abort it.
         """
         reader = os.environ.get("INSIGHTS_SQLITE_READER", "").lower()
-        if reader == "python" or (reader != "duckdb" and self._to_load(con) < NATIVE_MIN_TRACES):
-            self.native = False
+        if reader == "python" or (reader != "duckdb" and traces < NATIVE_MIN_TRACES):
             return
         self.native = _attach(con, self.path)
-
-    def _to_load(self, con: duckdb.DuckDBPyConnection) -> int:
-        """Traces of the store whose span payloads the cache does not hold yet (an upper
-        bound of what any later load reads)."""
-        (cached,) = con.execute("SELECT count(*) FROM traces").fetchone()
-        return self.fingerprint()["count"] - cached
 
     def _stage(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, params: tuple,
                schema: pa.Schema, transform=None) -> None:
