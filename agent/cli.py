@@ -117,8 +117,11 @@ def _run(console, experiment_id, focus, model, max_calls, yes, report, log_asses
     analyst = make_analyst(model, max_calls)
     ctx = WorkflowContext(client=client, analyst=analyst, auto_answer=yes, answers=answers,
                           report_dir=os.getcwd())
-    state = _drive(console, client, ctx, experiment_id, resume, yes)
-    return _summary(client, state, analyst)
+    try:
+        state = _drive(console, client, ctx, experiment_id, resume, yes)
+        return _summary(client, state, analyst)
+    finally:
+        client.close()  # the analytics sessions write their caches
 
 
 def _drive(console, client, ctx, experiment_id, resume, yes) -> dict[str, Any]:

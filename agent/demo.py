@@ -71,6 +71,7 @@ def run_demo(directory: Path, n_traces: int, seed: int, console: Console) -> dic
         else:
             state = chunk
     summary = _summary(client, state, analyst)
+    client.close()  # the analytics sessions write their caches
     summary["tracking_uri"] = uri
     summary["planted_faults"] = {name: len(ids) for name, ids in corpus.faults.items()}
     return summary

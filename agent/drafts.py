@@ -7,11 +7,14 @@ interrupt or a crash recognises what it already wrote.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, Field
 
 from agent.plans import Plan
+
+if TYPE_CHECKING:
+    from insights.analytics.census_model import Census
 
 
 class EvidenceDraft(BaseModel):
@@ -53,9 +56,9 @@ class Analyst(Protocol):
 
     def describe_agent(self, facts: dict[str, Any]) -> str: ...
 
-    def census_issues(self, census: dict[str, Any], toolkit: Any) -> list[IssueDraft]: ...
+    def census_issues(self, census: Census, toolkit: Any) -> list[IssueDraft]: ...
 
-    def propose_hypotheses(self, census: dict[str, Any], focus: str, toolkit: Any) -> list[HypothesisDraft]: ...
+    def propose_hypotheses(self, census: Census, focus: str, toolkit: Any) -> list[HypothesisDraft]: ...
 
     def test_hypothesis(self, hypothesis: Any, toolkit: Any) -> Verdict: ...
 

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FAILING_VALUES = ("false", "no", "fail", "failed", "0", "bad", "negative", "incorrect", "0.0")
+# one definition of a failing assessment value, shared with the census
+from insights.analytics.assessments import FAILING_VALUES, failing_predicate  # noqa: F401
+
 EMPTY_RESPONSES = ("", '""', "null", "{}", "[]", "''")
 
 _FRAME_SQL = """
 SELECT trace_id, request_time_ms, execution_time_ms, state, request, response,
        transform(filter(spans, s -> s.span_type = 'TOOL'), s -> s.name) AS tools,
-       transform(filter(assessments, a -> lower(a.value) IN ({failing})), a -> a.name) AS failing,
+       transform(filter(assessments, a -> {failing}), a -> a.name) AS failing,
        transform(assessments, a -> a.name) AS assessed,
        tags
 FROM traces WHERE {where}
@@ -52,7 +54,7 @@ class TraceFrame:
     @classmethod
     def load(cls, sql_fn, where: str = "TRUE") -> "TraceFrame":
         """``sql_fn(sql)`` returns an object with ``columns`` and ``rows`` (trace SQL)."""
-        result = sql_fn(_FRAME_SQL.format(failing=sql_list(FAILING_VALUES), where=where))
+        result = sql_fn(_FRAME_SQL.format(failing=failing_predicate("a.value"), where=where))
         col = {name: i for i, name in enumerate(result.columns)}
         rows = result.rows
 

@@ -9,7 +9,7 @@ offline analyst's behaviour instead of failing the analysis.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, Field
@@ -20,6 +20,9 @@ from agent.drafts import EvidenceDraft, HypothesisDraft, Verdict
 from agent.offline import OfflineAnalyst
 from agent.plans import Plan
 from agent.tools import VerdictBox, testing_tools
+
+if TYPE_CHECKING:
+    from insights.analytics.census_model import Census
 
 MAX_QUALITY_HYPOTHESES = 3
 MAX_TOOL_ROUNDS = 8
@@ -58,7 +61,7 @@ class ChatModelAnalyst(OfflineAnalyst):
         text = _text(reply).strip()
         return text or super().describe_agent(facts)
 
-    def propose_hypotheses(self, census: dict[str, Any], focus: str, toolkit) -> list[HypothesisDraft]:
+    def propose_hypotheses(self, census: Census, focus: str, toolkit) -> list[HypothesisDraft]:
         drafts = super().propose_hypotheses(census, focus, toolkit)
         try:
             structured = self.model.with_structured_output(QualityHypotheses)
@@ -142,10 +145,10 @@ def _run_tool(by_name: dict[str, Any], call: dict[str, Any]) -> str:
         return prompts.quoted_error(f"{type(exc).__name__}: {exc}")
 
 
-def _census_digest(census: dict[str, Any]) -> dict[str, Any]:
-    keep = ("total_traces", "error_rate", "latency_ms", "responses", "assessments")
-    digest = {k: census.get(k) for k in keep}
-    digest["tools"] = [{k: t.get(k) for k in ("name", "calls", "failures")} for t in census.get("tools", [])]
+def _census_digest(census: Census) -> dict[str, Any]:
+    digest = census.model_dump(mode="json", include={"total_traces", "error_rate", "latency_ms",
+                                                     "responses", "assessments"})
+    digest["tools"] = [t.model_dump(include={"name", "calls", "failures"}) for t in census.tools]
     return digest
 
 

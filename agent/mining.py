@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.stats import fisher_exact, hypergeom
 
-from agent.frame import EMPTY_RESPONSES, FAILING_VALUES, TraceFrame, quote, sql_list
+from agent.frame import EMPTY_RESPONSES, TraceFrame, quote, sql_list
+from insights.analytics.assessments import failing_predicate
 
 # Documented screening thresholds: a candidate must clear all of these on the exploration half.
 SCREEN_MAX_P = 0.01   # lenient: every candidate must still pass the holdout test
@@ -95,8 +96,7 @@ def outcomes(frame: TraceFrame) -> list[Outcome]:
             q = quote(name)
             out.append(Outcome(
                 f"assessment:{name}", f"fail the {q} assessment", f"failed {q} assessments",
-                f"exists(assessments, a -> a.name = {q} AND lower(a.value) IN "
-                f"({sql_list(FAILING_VALUES)}))",
+                f"exists(assessments, a -> a.name = {q} AND {failing_predicate('a.value')})",
                 fails, scope_sql=f"exists(assessments, a -> a.name = {q})",
                 scope=frame.has(frame.assessed, name),
             ))

@@ -15,12 +15,15 @@ on the holdout half (``agent.plans``).
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.drafts import EvidenceDraft, HypothesisDraft, IssueDraft, Verdict
 from agent.frame import quote
 from agent.mining import Candidate, screen
 from agent.plans import EXPLORE_SQL, Plan, run_plan
+
+if TYPE_CHECKING:
+    from insights.analytics.census_model import Census
 
 ERROR_RATE_ISSUE = 0.05
 SPAN_FAILURE_ISSUE = 0.05
@@ -63,10 +66,9 @@ class OfflineAnalyst:
 
     # ---------------------------------------------------------------- census issues
 
-    def census_issues(self, census: dict[str, Any], toolkit) -> list[IssueDraft]:
+    def census_issues(self, census: Census, toolkit) -> list[IssueDraft]:
         drafts = []
-        total = census.get("total_traces") or 0
-        if not total:
+        if not census.total_traces:
             return drafts
         drafts += self._error_rate_issue(census, toolkit)
         drafts += self._span_failure_issues(census, toolkit)
@@ -74,7 +76,7 @@ class OfflineAnalyst:
         return drafts
 
     def _error_rate_issue(self, census, toolkit) -> list[IssueDraft]:
-        rate, total = census.get("error_rate") or 0.0, census["total_traces"]
+        rate, total = census.error_rate or 0.0, census.total_traces
         if rate < ERROR_RATE_ISSUE:
             return []
         severity = "CRITICAL" if rate >= 0.25 else "HIGH" if rate >= 0.10 else "MEDIUM"
@@ -83,28 +85,29 @@ class OfflineAnalyst:
             "s -> concat(s.name, ': ', coalesce(s.status_message, ''))) AS errs "
             f"FROM traces WHERE state = 'ERROR' {DENSEST_FIRST} LIMIT {EVIDENCE_PER_ISSUE}"
         ).rows
-        top = (census.get("errors") or [{}])[0]
+        top = census.errors[0] if census.errors else None
         evidence = [EvidenceDraft(trace_id=r[0], rationale=_error_text(r[1]) or "trace status ERROR")
                     for r in rows]
         return [IssueDraft(
             key="census:error_rate",
             title=f"{rate:.0%} of traces end in an error",
-            description=(f"{census['error_traces']} of {total} traces ({rate:.1%}) have ERROR status. "
-                         f"Most frequent error: {top.get('message', 'n/a')} ({top.get('count', 0)} times). "
-                         f"Impact: {census['error_traces']} traces affected. This issue was identified "
+            description=(f"{census.error_traces} of {total} traces ({rate:.1%}) have ERROR status. "
+                         f"Most frequent error: {top.message if top else 'n/a'} "
+                         f"({top.count if top else 0} times). "
+                         f"Impact: {census.error_traces} traces affected. This issue was identified "
                          "from census data."),
             severity=severity, evidence=evidence,
-            metrics={"error_traces": census["error_traces"], "total_traces": total, "error_rate": rate},
+            metrics={"error_traces": census.error_traces, "total_traces": total, "error_rate": rate},
         )]
 
     def _span_failure_issues(self, census, toolkit) -> list[IssueDraft]:
         drafts = []
-        for span in census.get("spans", []):
-            if (span.get("span_type") not in OPERATION_SPAN_TYPES
-                    or span.get("error_count", 0) < SPAN_MIN_FAILURES
-                    or span.get("error_rate", 0) < SPAN_FAILURE_ISSUE):
+        for span in census.spans:
+            if (span.span_type not in OPERATION_SPAN_TYPES
+                    or span.error_count < SPAN_MIN_FAILURES
+                    or span.error_rate < SPAN_FAILURE_ISSUE):
                 continue
-            name, rate = span["name"], span["error_rate"]
+            name, rate = span.name, span.error_rate
             rows = toolkit.sql(
                 "SELECT trace_id, s.status_message FROM traces LATERAL VIEW explode(spans) x AS s "
                 f"WHERE s.name = {quote(name)} AND s.status_code = 'ERROR' "
@@ -113,19 +116,20 @@ class OfflineAnalyst:
                         for r in rows]
             drafts.append(IssueDraft(
                 key=f"census:span_failures:{name}",
-                title=f"{span.get('span_type', 'Span').title()} '{name}' fails in {rate:.0%} of calls",
-                description=(f"The {span.get('span_type')} span '{name}' failed {span['error_count']} "
-                             f"times in {span['count']} calls ({rate:.1%}), in "
-                             f"{span.get('traces_with_error', span['error_count'])} traces. Impact: "
+                title=f"{(span.span_type or 'Span').title()} '{name}' fails in {rate:.0%} of calls",
+                description=(f"The {span.span_type} span '{name}' failed {span.error_count} "
+                             f"times in {span.count} calls ({rate:.1%}), in "
+                             f"{span.traces_with_error} traces. Impact: "
                              "those requests fail or degrade. This issue was identified from census data."),
                 severity="HIGH" if rate >= 0.20 else "MEDIUM", evidence=evidence,
-                metrics={k: span.get(k) for k in ("count", "error_count", "error_rate", "traces_with_error")},
+                metrics=span.model_dump(include={"count", "error_count", "error_rate",
+                                                 "traces_with_error"}),
             ))
         return drafts
 
     def _latency_outlier_issue(self, census, toolkit) -> list[IssueDraft]:
-        lat = (census.get("latency_ms") or {}).get("all") or {}
-        p50, p99, top = lat.get("p50") or 0, lat.get("p99") or 0, lat.get("max") or 0
+        lat = census.latency_ms.all
+        p50, p99, top = lat.p50 or 0, lat.p99 or 0, lat.max or 0
         if not p50 or p99 < OUTLIER_RATIO * p50 or top < OUTLIER_MIN_MAX_MS:
             return []
         rows = toolkit.sql(
@@ -139,12 +143,13 @@ class OfflineAnalyst:
             description=(f"Latency p50 {p50 / 1000:.1f} s, p99 {p99 / 1000:.1f} s, max {top / 1000:.1f} s. "
                          "The slowest 1% of requests wait far longer than typical ones. This issue was "
                          "identified from census data."),
-            severity="HIGH" if top >= 60_000 else "MEDIUM", evidence=evidence, metrics=dict(lat),
+            severity="HIGH" if top >= 60_000 else "MEDIUM", evidence=evidence,
+            metrics=lat.model_dump(mode="json"),
         )]
 
     # ---------------------------------------------------------------- hypotheses
 
-    def propose_hypotheses(self, census: dict[str, Any], focus: str, toolkit) -> list[HypothesisDraft]:
+    def propose_hypotheses(self, census: Census, focus: str, toolkit) -> list[HypothesisDraft]:
         toolkit.progress("mining the exploration half of the traces for patterns")
         candidates = screen(toolkit.frame(EXPLORE_SQL))
         candidates.sort(key=lambda c: (not _matches_focus(c, focus), c.p_value))

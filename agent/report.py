@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.plans import Plan
+
+if TYPE_CHECKING:
+    from insights.analytics.census_model import Census
 
 _FAILURE_BUCKETS = [("fast fails (< 1 s)", 0, 1_000), ("1-10 s", 1_000, 10_000),
                     ("10-30 s", 10_000, 30_000), ("timeouts (>= 30 s)", 30_000, None)]
@@ -52,13 +55,13 @@ def _facts(client, experiment_id: str, run_id: str) -> dict[str, Any]:
             "census": census, "tracking_uri": client.tracking_uri, "experiment_id": experiment_id}
 
 
-def _census(client, run_id: str) -> dict[str, Any]:
+def _census(client, run_id: str) -> Census | None:
     from insights.errors import NotFoundError
 
     try:
         return client.get_baseline_census(run_id)
     except NotFoundError:
-        return {}
+        return None
 
 
 def _examples(client, experiment_id: str, issues) -> dict[str, list[dict[str, Any]]]:
@@ -94,17 +97,17 @@ def _charts(client, experiment_id: str, facts: dict[str, Any], out: Path) -> dic
         fig.tight_layout()
         fig.savefig(charts["latency"], dpi=110)
         plt.close(fig)
-    timeline = (facts.get("census") or {}).get("time_buckets") or {}
-    buckets = timeline.get("buckets") or []
+    timeline = facts["census"].time_buckets if facts.get("census") else None
+    buckets = timeline.buckets if timeline else []
     if buckets:
         fig, ax = plt.subplots(figsize=(7, 3.2))
         import datetime as dt
 
-        xs = [dt.datetime.fromtimestamp(b["start_ms"] / 1000, dt.timezone.utc) for b in buckets]
+        xs = [dt.datetime.fromtimestamp(b.start_ms / 1000, dt.timezone.utc) for b in buckets]
         width = (xs[1] - xs[0]) * 0.9 if len(xs) > 1 else dt.timedelta(hours=0.9)
-        ax.bar(xs, [b.get("traces", 0) for b in buckets], width=width, color="#c9d6e8", label="traces")
-        ax.bar(xs, [b.get("errors", 0) for b in buckets], width=width, color="#c0392b", label="errors")
-        ax.set_xlabel(f"time (UTC, per {timeline.get('granularity', 'bucket')})")
+        ax.bar(xs, [b.traces for b in buckets], width=width, color="#c9d6e8", label="traces")
+        ax.bar(xs, [b.errors for b in buckets], width=width, color="#c0392b", label="errors")
+        ax.set_xlabel(f"time (UTC, per {timeline.granularity})")
         fig.autofmt_xdate()
         ax.set_title("Traces and errors over time")
         ax.legend()
@@ -184,8 +187,8 @@ def _issue_section(title: str, issues, by_id, examples) -> list[str]:
 
 
 def _strengths(f) -> list[str]:
-    spans = (f.get("census") or {}).get("spans") or []
-    clean = [s["name"] for s in spans if s.get("span_type") == "TOOL" and not s.get("error_count")]
+    spans = f["census"].spans if f.get("census") else []
+    clean = [s.name for s in spans if s.span_type == "TOOL" and not s.error_count]
     out = []
     if clean:
         out.append(f"- Tools with no failures: {', '.join(clean)}")

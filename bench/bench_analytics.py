@@ -56,31 +56,34 @@ def _peak_mb() -> float:
 
 def worker(task: str, uri: str, exp: str, limit: int) -> dict:
     if task == "census":
-        from insights.analytics import compute_census
+        from insights.analytics import AnalyticsSession, compute_census
 
         t = time.perf_counter()
-        c = compute_census(uri, exp)
-        cold = time.perf_counter() - t
-        t = time.perf_counter()
-        compute_census(uri, exp)
-        sample = c.get("sample") or {}
-        note = (f"{', '.join(sample['sections'])} from {sample['traces']:,} sampled traces"
-                if sample.get("sections") else "")
-        return {"cold": cold, "warm": time.perf_counter() - t, "peak_mb": _peak_mb(),
-                "traces": c["total_traces"], "note": note}
-    if task == "sql":
-        from insights.analytics import execute_sql
-
-        t = time.perf_counter()
-        execute_sql(uri, exp, QUERIES["slow_tools"])
-        out = {"cold": time.perf_counter() - t}
-        for name, sql in QUERIES.items():
+        with AnalyticsSession(uri, exp) as session:
+            c = compute_census(session)
+            cold = time.perf_counter() - t
             t = time.perf_counter()
-            execute_sql(uri, exp, sql)
-            out[f"warm_{name}"] = time.perf_counter() - t
+            compute_census(session)  # warm: the same session, as an investigation runs it
+            warm = time.perf_counter() - t
+        sample = c.sample
+        note = (f"{', '.join(sample.sections)} from {sample.traces:,} sampled traces"
+                if sample and sample.sections else "")
+        return {"cold": cold, "warm": warm, "peak_mb": _peak_mb(),
+                "traces": c.total_traces, "note": note}
+    if task == "sql":
+        from insights.analytics import AnalyticsSession, execute_sql
+
         t = time.perf_counter()
-        execute_sql(uri, exp, PAYLOAD_QUERY)
-        out["payload"] = time.perf_counter() - t
+        with AnalyticsSession(uri, exp) as session:
+            execute_sql(session, QUERIES["slow_tools"])
+            out = {"cold": time.perf_counter() - t}
+            for name, sql in QUERIES.items():
+                t = time.perf_counter()
+                execute_sql(session, sql)
+                out[f"warm_{name}"] = time.perf_counter() - t
+            t = time.perf_counter()
+            execute_sql(session, PAYLOAD_QUERY)
+            out["payload"] = time.perf_counter() - t
         out["peak_mb"] = _peak_mb()
         return out
     if task == "naive":

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import yaml
 from mlflow.exceptions import MlflowException
 
+from insights.compat import download_artifact_file
 from insights.errors import (
     InsightsError,
     InvalidInputError,
@@ -222,7 +223,7 @@ def _read_remote_yaml_dir(client, run_id: str, folder: str, prefix: str,
                 local = os.path.join(tmp, os.path.basename(path))
                 # the public download_artifacts() first asks whether the path is a folder,
                 # one more request per file; the listing already said it is a file
-                repo._download_file(remote_file_path=path, local_path=local)
+                download_artifact_file(repo, path, local)
                 return _entry(path, run_id, partial(_load, Path(local)))
 
             return list(pool.map(fetch, paths))

@@ -7,6 +7,7 @@ unreadable entity files). A list that skipped an unreadable file says so on stde
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -70,7 +71,9 @@ def _main(
 def _client() -> InsightsClient:
     from insights.client import InsightsClient
 
-    return InsightsClient(_state["tracking_uri"])
+    client = InsightsClient(_state["tracking_uri"])
+    atexit.register(client.close)  # analytics sessions flush their cache on close
+    return client
 
 
 def _fail(message: str, code: int) -> None:
@@ -388,14 +391,14 @@ def create_baseline_census(
         census = _client().create_baseline_census(
             run_id, filter_string, start_time_ms, end_time_ms, exact=exact,
             progress=lambda msg: progress.update(task, description=str(msg)),
-        )
+        ).model_dump(mode="json")
     emit(output, census, lambda: render.census_view(census))
 
 
 @command("mlflow-insights get-baseline-census --run-id RUN --output json")
 def get_baseline_census(run_id: str = RunIdOpt, output: Output = OutputOpt) -> None:
     """Show the baseline census stored in an analysis run."""
-    census = _client().get_baseline_census(run_id)
+    census = _client().get_baseline_census(run_id).model_dump(mode="json")
     emit(output, census, lambda: render.census_view(census))
 
 

@@ -12,9 +12,10 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 import warnings
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from mlflow import MlflowClient
 from mlflow.entities import Trace, ViewType
@@ -28,6 +29,7 @@ from insights.errors import (
     InvalidInputError,
     NotFoundError,
     StorageError,
+    TrackingServerError,
 )
 from insights.ids import check_experiment_id, check_id, check_trace_id
 from insights.models import (
@@ -47,6 +49,9 @@ TRACE_LINK_BATCH = 100  # MLflow refuses more trace links than this in one call
 _TRACE_FETCH_BATCH = 100
 CENSUS_PATH = "insights/baseline_census.json"
 _SEARCH_PAGE = 500  # the most traces an MLflow server returns per search call
+
+if TYPE_CHECKING:
+    from insights.analytics.census_model import Census
 
 EvidenceInput = dict[str, Any] | EvidenceEntry | str
 _log = logging.getLogger(__name__)
@@ -75,6 +80,21 @@ class InsightsClient:
     def __init__(self, tracking_uri: str | None = None):
         self._client = MlflowClient(tracking_uri)
         self.tracking_uri = self._client.tracking_uri
+        self._sessions: dict[str, Any] = {}  # experiment id -> AnalyticsSession
+        self._sessions_lock = threading.Lock()
+
+    def __enter__(self) -> "InsightsClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the analytics sessions this client opened (the client stays usable)."""
+        with self._sessions_lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.close()
 
     @property
     def mlflow_client(self) -> MlflowClient:
@@ -427,6 +447,26 @@ class InsightsClient:
 
     # ------------------------------------------------------------------ analytics
 
+    def analytics_session(self, experiment_id: str | None = None) -> Any:
+        """This client's ``AnalyticsSession`` for the experiment, opened on first use.
+
+        One DuckDB connection per experiment, kept until ``close()``; each call through it
+        checks the store's fingerprint and loads only what changed.
+        """
+        from insights.analytics import AnalyticsSession
+
+        experiment_id = self._experiment(experiment_id)
+        with self._sessions_lock:
+            session = self._sessions.get(experiment_id)
+            if session is None or session.closed:
+                session = AnalyticsSession(self.tracking_uri, experiment_id)
+                self._sessions[experiment_id] = session
+            return session
+
+    def refresh(self, experiment_id: str | None = None) -> None:
+        """Bring the experiment's analytics cache up to date with the store now."""
+        self.analytics_session(experiment_id).refresh()
+
     def create_baseline_census(
         self,
         insights_run_id: str,
@@ -435,7 +475,7 @@ class InsightsClient:
         end_time_ms: int | None = None,
         progress: Any = None,
         exact: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Census:
         """Compute the census over the analysis's experiment and store it in the analysis run.
 
         On a tracking server a whole-experiment census is aggregated by the server, with some
@@ -447,24 +487,33 @@ class InsightsClient:
         run_id = check_id(insights_run_id, "run id")
         run = runs.get_analysis_run(self._client, run_id)
         census = compute_census(
-            self.tracking_uri, run.info.experiment_id, filter_string=filter_string,
+            self.analytics_session(run.info.experiment_id), filter_string=filter_string,
             start_time_ms=start_time_ms, end_time_ms=end_time_ms, progress=progress, exact=exact,
         )
-        census = {**census, "experiment_id": run.info.experiment_id, "run_id": run_id,
-                  "computed_at": now_ms(), "filter_string": filter_string,
-                  "start_time_ms": start_time_ms, "end_time_ms": end_time_ms}
+        census = census.model_copy(update={
+            "experiment_id": run.info.experiment_id, "run_id": run_id, "computed_at": now_ms(),
+            "filter_string": filter_string, "start_time_ms": start_time_ms,
+            "end_time_ms": end_time_ms})
+        text = json.dumps(census.model_dump(mode="json"), indent=1)
         with store_errors("writing the census"):
-            self._client.log_text(run_id, json.dumps(census, indent=1, default=str), CENSUS_PATH)
+            self._client.log_text(run_id, text, CENSUS_PATH)
         return census
 
-    def get_baseline_census(self, insights_run_id: str) -> dict[str, Any]:
+    def get_baseline_census(self, insights_run_id: str) -> Census:
         """The census stored in the analysis run (NotFoundError if none was computed)."""
+        from insights.analytics.census_model import Census
+
         run_id = check_id(insights_run_id, "run id")
         runs.get_analysis_run(self._client, run_id)
         text = artifacts.read_text(self._client, run_id, CENSUS_PATH)
         if text is None:
             raise NotFoundError(f"No baseline census in run '{run_id}': run create-baseline-census")
-        return json.loads(text)
+        try:
+            return Census.model_validate_json(text)
+        except ValidationError as exc:
+            raise TrackingServerError(
+                f"The census stored in run '{run_id}' is unreadable ({exc.error_count()} "
+                "problem(s)): run create-baseline-census again") from exc
 
     def execute_sql(self, experiment_id: str | None = None, sql: str = "") -> Any:
         """Run a read-only Spark SQL query over the experiment's ``traces`` table."""
@@ -472,15 +521,15 @@ class InsightsClient:
 
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
-        return execute_sql(self.tracking_uri, experiment_id, sql)
+        return execute_sql(self.analytics_session(experiment_id), sql)
 
     def cohort_stats(self, experiment_id: str | None, cohort: str, control: str, outcome: str,
                      samples: int = 5) -> dict[str, Any]:
         """Compare an outcome's rate in a cohort and a control (each a SQL predicate)."""
         from insights.analytics import cohort_stats
 
-        experiment_id = self._experiment(experiment_id)
-        return cohort_stats(self.tracking_uri, experiment_id, cohort, control, outcome, samples)
+        session = self.analytics_session(experiment_id)
+        return cohort_stats(session, cohort, control, outcome, samples)
 
     # ------------------------------------------------------------------ helpers
 

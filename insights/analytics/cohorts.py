@@ -19,7 +19,7 @@ import math
 
 from scipy.stats import fisher_exact
 
-from insights.analytics.cache import TraceTable
+from insights.analytics.session import AnalyticsSession
 from insights.analytics.sql import VIEWS, data_level, parse_query, prepare, run, to_duckdb
 from insights.errors import InvalidInputError
 
@@ -27,13 +27,16 @@ Z95 = 1.959963984540054
 _LEVELS = ["light", "spans_lite", "full"]
 
 
-def cohort_stats(tracking_uri: str | None, experiment_id: str, cohort: str, control: str,
-                 outcome: str, samples: int = 5, progress=None) -> dict:
+def cohort_stats(session: AnalyticsSession, cohort: str, control: str, outcome: str,
+                 samples: int = 5, progress=None) -> dict:
     """Compare the outcome rate of the cohort with the control (see module doc for stats)."""
     for label, pred in (("cohort", cohort), ("control", control), ("outcome", outcome)):
         if not pred or not pred.strip() or ";" in pred:
             raise InvalidInputError(f"{label} must be one SQL boolean predicate")
-    samples = max(0, min(int(samples), 100))
+    try:
+        samples = max(0, min(int(samples), 100))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"samples must be a whole number, got {samples!r}") from exc
     tree = parse_query(
         f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
         f"CAST(({control}) AS BOOLEAN) AS in_control, "
@@ -43,15 +46,17 @@ def cohort_stats(tracking_uri: str | None, experiment_id: str, cohort: str, cont
     inner = to_duckdb(tree, view)
     agg = ", ".join(
         f"count(*) FILTER (WHERE {g}), count(*) FILTER (WHERE {g} AND event), "
-        f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND event), [])[1:{samples}], "
-        f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND NOT event), [])[1:{samples}]"
+        f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND event), [])"
+        f"[1:$samples], "
+        f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND NOT event), [])"
+        f"[1:$samples]"
         for g in ("in_cohort", "in_control"))
     sql = (f"SELECT {agg}, count(*) FILTER (WHERE in_cohort AND in_control) "
            f"FROM ({inner}) WHERE in_cohort OR in_control")
-    with TraceTable(tracking_uri, experiment_id, progress=progress) as table:
-        prepare(table, level)
-        table.con.execute(ddl)
-        row = run(table.con, sql, None).rows[0]
+    with session.using(progress) as con:
+        prepare(session, level)
+        con.execute(ddl)
+        row = run(con, sql, None, {"samples": samples}).rows[0]
     n1, e1, s1e, s1n, n2, e2, s2e, s2n, overlap = row
     return {
         "cohort": _group(cohort, n1, e1, s1e, s1n),

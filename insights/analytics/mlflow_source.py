@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 from urllib.parse import urlparse
 
+from insights import compat
 from insights.analytics.sqlite_source import _full_span_sql, _light_span_sql
 from insights.analytics.staging import stage
 from insights.errors import InvalidInputError, TrackingServerError
@@ -77,7 +78,13 @@ class MlflowApiSource:
         self._staged_assessments = False
         self._newest: int | None = None  # newest trace timestamp seen by fingerprint()
 
-    def _search(self, filter_string: str | None, include_spans: bool, order_by=None,
+    def prepare(self, con: duckdb.DuckDBPyConnection, traces: int) -> None:
+        """Nothing to set up: rows arrive through the client API."""
+
+    def close(self) -> None:
+        """Nothing held open: the client's HTTP sessions are MLflow's to manage."""
+
+    def search(self, filter_string: str | None, include_spans: bool, order_by=None,
                 max_results: int = PAGE, page_token: str | None = None):
         try:
             return self.client.search_traces(
@@ -93,7 +100,7 @@ class MlflowApiSource:
                                                    MetricViewType)
 
         try:
-            store = self.client._tracing_client.store
+            store = compat.tracing_store(self.client)
             res = store.query_trace_metrics(
                 experiment_ids=[self.experiment_id], view_type=MetricViewType(view),
                 metric_name=metric, aggregations=[MetricAggregation(AggregationType.COUNT)])
@@ -102,7 +109,7 @@ class MlflowApiSource:
             return None
 
     def fingerprint(self) -> dict:
-        newest = self._search(None, False, ["timestamp_ms DESC"], 1)
+        newest = self.search(None, False, ["timestamp_ms DESC"], 1)
         max_ts = self._newest = newest[0].info.request_time if newest else 0
         count = self._server_count("TRACES", "trace_count")
         if count is None:
@@ -111,7 +118,7 @@ class MlflowApiSource:
                 "max_assessment_ts": self._server_count("ASSESSMENTS", "assessment_count")}
 
     def _windows(self, since_ms: int) -> list[tuple[int, int]]:
-        oldest = self._search(f"timestamp_ms >= {int(since_ms)}", False, ["timestamp_ms ASC"], 1)
+        oldest = self.search(f"timestamp_ms >= {int(since_ms)}", False, ["timestamp_ms ASC"], 1)
         if not oldest:
             return []
         if self._newest is None:
@@ -124,7 +131,7 @@ class MlflowApiSource:
         lo, hi = window
         out, token = [], None
         while True:
-            page = self._search(f"timestamp_ms >= {lo} AND timestamp_ms < {hi}", include_spans,
+            page = self.search(f"timestamp_ms >= {lo} AND timestamp_ms < {hi}", include_spans,
                                 page_token=token)
             out += list(page)
             token = page.token

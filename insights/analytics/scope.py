@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from insights.analytics.cache import TraceTable
+from insights.analytics.session import AnalyticsSession
 from insights.errors import InvalidInputError, TrackingServerError
 
 PAGE = 500  # the most a tracking server returns per page
@@ -38,17 +38,23 @@ def matching_trace_ids(tracking_uri: str, experiment_id: str, filter_string: str
         raise TrackingServerError(f"trace search failed: {exc.message}") from exc
 
 
-def apply_scope(table: TraceTable, filter_string: str | None, start_time_ms: int | None,
-                end_time_ms: int | None) -> None:
-    """Create temp views t / s / a (traces, spans, assessments) limited to the scope."""
-    con = table.con
+def apply_scope(session: AnalyticsSession, filter_string: str | None,
+                start_time_ms: int | None, end_time_ms: int | None) -> None:
+    """Create temp views t / s / a (traces, spans, assessments) limited to the scope.
+
+    The bounds and trace ids are bound values in temp tables, never SQL text.
+    """
+    con = session.con
     conds = []
+    con.execute("CREATE OR REPLACE TEMP TABLE scope_bounds (lo BIGINT, hi BIGINT)")
+    con.execute("INSERT INTO scope_bounds VALUES (?, ?)",
+                [_ms(start_time_ms, "start_time_ms"), _ms(end_time_ms, "end_time_ms")])
     if start_time_ms is not None:
-        conds.append(f"request_time_ms >= {int(start_time_ms)}")
+        conds.append("request_time_ms >= (SELECT lo FROM scope_bounds)")
     if end_time_ms is not None:
-        conds.append(f"request_time_ms < {int(end_time_ms)}")
+        conds.append("request_time_ms < (SELECT hi FROM scope_bounds)")
     if filter_string:
-        ids = matching_trace_ids(table.tracking_uri, table.experiment_id, filter_string)
+        ids = matching_trace_ids(session.tracking_uri, session.experiment_id, filter_string)
         con.register("_scope_arrow", pa.table({"trace_id": pa.array(ids, pa.string())}))
         con.execute("CREATE OR REPLACE TEMP TABLE scope_ids AS SELECT * FROM _scope_arrow")
         con.unregister("_scope_arrow")
@@ -58,9 +64,16 @@ def apply_scope(table: TraceTable, filter_string: str | None, start_time_ms: int
     if conds:
         con.execute("CREATE OR REPLACE TEMP VIEW s AS SELECT * FROM span_rows "
                     "SEMI JOIN t USING (trace_id)")
-        con.execute("CREATE OR REPLACE TEMP VIEW a AS SELECT * FROM assessment_rows "
-                    "SEMI JOIN t USING (trace_id)")
     else:
         con.execute("CREATE OR REPLACE TEMP VIEW s AS SELECT * FROM span_rows")
-        con.execute("CREATE OR REPLACE TEMP VIEW a AS SELECT * FROM assessment_rows "
-                    "SEMI JOIN t USING (trace_id)")
+    con.execute("CREATE OR REPLACE TEMP VIEW a AS SELECT * FROM assessment_rows "
+                "SEMI JOIN t USING (trace_id)")
+
+
+def _ms(value: int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name} must be epoch milliseconds, got {value!r}") from exc

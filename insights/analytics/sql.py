@@ -3,8 +3,9 @@
 Why Spark SQL: the investigation playbook writes queries like
 ``size(filter(spans, s -> s.status_code = 'ERROR'))``; sqlglot turns them into DuckDB SQL.
 Safety: a query must be one SELECT/WITH statement that reads only ``traces`` (or its own
-CTEs); anything else is refused before it runs, and it then runs with DuckDB's external
-access disabled and its configuration locked, so it can neither read files nor write.
+CTEs); anything else is refused before it runs, and it then runs on the session's connection,
+whose external access is disabled and configuration locked, so it can neither read files
+nor write.
 Speed: a query that touches only scalar columns runs on the light per-trace table and never
 loads span payloads; others use the nested table built (once, then incrementally) in the cache.
 """
@@ -21,7 +22,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from insights.analytics.cache import TraceTable
+from insights.analytics.session import AnalyticsSession
 from insights.analytics.schema import SPAN_PAYLOAD_FIELDS
 from insights.errors import InvalidInputError
 
@@ -59,9 +60,9 @@ class SqlResult:
                 "truncated": self.truncated}
 
 
-def execute_sql(tracking_uri: str | None, experiment_id: str, sql: str,
-                max_rows: int | None = 10_000, progress=None) -> SqlResult:
-    """Run one read-only Spark SQL query over the experiment's `traces` table.
+def execute_sql(session: AnalyticsSession, sql: str, max_rows: int | None = 10_000,
+                progress=None) -> SqlResult:
+    """Run one read-only Spark SQL query over the session's `traces` table.
 
     Raises InvalidInputError for anything but a single SELECT/WITH over `traces`, for parse
     errors and for unknown columns or functions; TrackingServerError if the store is down.
@@ -70,17 +71,17 @@ def execute_sql(tracking_uri: str | None, experiment_id: str, sql: str,
     level = data_level(tree)
     view, ddl = VIEWS[level]
     duck_sql = to_duckdb(tree, view)
-    with TraceTable(tracking_uri, experiment_id, progress=progress) as table:
-        prepare(table, level)
-        table.con.execute(ddl)
-        return run(table.con, duck_sql, max_rows)
+    with session.using(progress) as con:
+        prepare(session, level)
+        con.execute(ddl)
+        return run(con, duck_sql, max_rows)
 
 
-def prepare(table: TraceTable, level: str) -> None:
+def prepare(session: AnalyticsSession, level: str) -> None:
     """Load what a query at ``level`` reads, and create the views it is run against."""
-    {"light": table.refresh, "spans_lite": table.ensure_span_lists,
-     "full": table.ensure_full}[level]()
-    table.con.execute(VIEWS["light"][1])
+    {"light": session.refresh, "spans_lite": session.ensure_span_lists,
+     "full": session.ensure_full}[level]()
+    session.con.execute(VIEWS["light"][1])
 
 
 def parse_query(sql: str) -> exp.Expression:
@@ -217,12 +218,11 @@ def _fast_unnest(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None) -> SqlResult:
-    """Execute with external access disabled and configuration locked, then fetch rows."""
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
+        params: dict | None = None) -> SqlResult:
+    """Execute on a sandboxed session connection (see ``session``), then fetch rows."""
     try:
-        cur = con.execute(duck_sql)
+        cur = con.execute(duck_sql, params) if params else con.execute(duck_sql)
         columns = [d[0] for d in cur.description]
         rows = cur.fetchmany(max_rows + 1) if max_rows else cur.fetchall()
     except duckdb.Error as exc:

@@ -9,8 +9,9 @@ How rows travel: when DuckDB's own SQLite extension can be loaded (the ``duckdb-
 wheel, or an extension the user installed), DuckDB runs each query on the SQLite file itself
 and no row passes through Python (at 100k traces: light load 2.4 s instead of 3.3 s, span
 payloads 15 s instead of 24 s, on two cores). Otherwise Python's ``sqlite3`` reads rows in
-batches into Arrow. Both paths run the same SQLite SQL and fill the same stage tables
-(``INSIGHTS_SQLITE_READER=python`` forces the second).
+batches into Arrow, which is faster for loads under ``NATIVE_MIN_TRACES`` traces, since
+the extension itself takes a while to load. Both paths run the same SQLite SQL and fill the
+same stage tables (``INSIGHTS_SQLITE_READER=python`` or ``=duckdb`` forces one).
 
 Two load levels keep the census cheap: the light load (census) reads span ``content`` only
 for root spans (request/response) and ERROR spans (status message, exception event); the
@@ -29,10 +30,12 @@ from urllib.parse import unquote
 import duckdb
 import pyarrow as pa
 
+from insights import compat
 from insights.analytics.staging import stage
 from insights.errors import InvalidInputError, TrackingServerError
 
 BATCH = 50_000
+NATIVE_MIN_TRACES = 30_000  # below this, loading DuckDB's SQLite extension costs more than it saves
 S, I, F, B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 DUCK_TYPES = {S: "VARCHAR", I: "BIGINT", F: "DOUBLE", B: "BOOLEAN"}
 STORE_ALIAS = "insights_store"
@@ -47,7 +50,12 @@ def sqlite_path(uri: str) -> str:
 
 
 class SqliteSource:
-    """One experiment of one SQLite store; every read is a read-only scan."""
+    """One experiment of one SQLite store; every read is a read-only scan.
+
+    The tables and columns read here are listed in ``insights.compat.SQLITE_TABLES``.
+    """
+
+    stages_full = False  # payloads are read only when a query needs them (load_full)
 
     def __init__(self, uri: str, experiment_id: str):
         self.path = sqlite_path(uri)
@@ -61,17 +69,29 @@ class SqliteSource:
             self.conn.execute("SELECT 1 FROM trace_info LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             raise TrackingServerError(f"cannot read SQLite store {self.path}: {exc}") from exc
-        self.ti_cols = {r[1] for r in self.conn.execute("PRAGMA table_info(trace_info)")}
-        self.native = False  # set by prepare(): can DuckDB read the file itself?
+        try:
+            compat.check_sqlite_store(self.conn, self.path)
+        except BaseException:
+            self.conn.close()
+            raise
+        self.ti_cols = compat.trace_info_columns(self.conn)
+        self.native = False  # set by prepare(): does DuckDB read the file itself?
 
     def close(self) -> None:
         self.conn.close()
 
-    def prepare(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Attach the store to ``con`` for DuckDB to read, if its SQLite extension loads.
+    def prepare(self, con: duckdb.DuckDBPyConnection, traces: int) -> None:
+        """Attach the store (of ``traces`` traces) to ``con`` for DuckDB to read, when that
+        pays off and the SQLite extension loads.
 
-        Called outside any transaction: a failed LOAD or ATTACH inside one would abort it.
+        Loading the extension (a 50 MB library whose signature DuckDB checks) costs more than
+        it saves for stores under ``NATIVE_MIN_TRACES`` traces, so those use Python's reader.
+        Called once, before the session's sandbox forbids loading extensions, and outside any
+        transaction: a failed LOAD or ATTACH inside one would abort it.
         """
+        reader = os.environ.get("INSIGHTS_SQLITE_READER", "").lower()
+        if reader == "python" or (reader != "duckdb" and traces < NATIVE_MIN_TRACES):
+            return
         self.native = _attach(con, self.path)
 
     def _stage(self, con: duckdb.DuckDBPyConnection, name: str, sql: str, params: tuple,
@@ -189,8 +209,10 @@ class SqliteSource:
 
 def _attach(con: duckdb.DuckDBPyConnection, path: str) -> bool:
     """Attach the store read-only through DuckDB's SQLite extension; False if unavailable."""
-    if os.environ.get("INSIGHTS_SQLITE_READER", "").lower() == "python":
-        return False
+    attached = con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?",
+                           [STORE_ALIAS]).fetchone()[0]
+    if attached:  # another session on the same cache file attached it already
+        return True
     try:
         _load_sqlite_extension(con)
         con.execute(f"ATTACH IF NOT EXISTS {_quote(path)} AS {STORE_ALIAS} "

@@ -120,6 +120,8 @@ def merge_assessments(con: duckdb.DuckDBPyConnection) -> None:
         INSERT INTO assessment_rows
         SELECT trace_id, assessment_id, name, value, source_type, rationale, last_updated_ms
         FROM stage_assessments WHERE coalesce(valid, true)""")
+    if not con.execute("SELECT count(*) FROM (SELECT 1 FROM traces LIMIT 1)").fetchone()[0]:
+        return  # no nested rows yet (a census-only cache): nothing to update
     con.execute(f"""
         UPDATE traces SET assessments = a.assessments
         FROM ({_ASSESSMENT_LISTS} WHERE trace_id IN (SELECT trace_id FROM stage_assessments)

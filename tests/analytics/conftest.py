@@ -158,3 +158,26 @@ def ten_day_corpus(mlflow_server):
                 ids.append(root.trace_id)
         mlflow.flush_trace_async_logging()
     return mlflow_server.uri, exp, ids
+
+
+# One-shot helpers: open a session, make one call, close it (tests of a single call).
+def census_of(uri: str, exp: str, **kw) -> dict:
+    """The census as its JSON dict (what is stored), computed in a session of its own."""
+    from insights.analytics import AnalyticsSession, compute_census
+
+    with AnalyticsSession(uri, exp) as session:
+        return compute_census(session, **kw).model_dump(mode="json")
+
+
+def sql_of(uri: str, exp: str, sql: str, **kw):
+    from insights.analytics import AnalyticsSession, execute_sql
+
+    with AnalyticsSession(uri, exp) as session:
+        return execute_sql(session, sql, **kw)
+
+
+def cohort_of(uri: str, exp: str, *args, **kw) -> dict:
+    from insights.analytics import AnalyticsSession, cohort_stats
+
+    with AnalyticsSession(uri, exp) as session:
+        return cohort_stats(session, *args, **kw)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from conftest import log_agent_traces, log_feedback
 
-from insights.analytics import TraceTable, compute_census, execute_sql
+from conftest import census_of, sql_of
+
+from insights.analytics import AnalyticsSession
 
 
 def test_refresh_sees_new_traces_and_feedback(fresh_store, cache_dir):
@@ -12,28 +14,28 @@ def test_refresh_sees_new_traces_and_feedback(fresh_store, cache_dir):
     ids = log_agent_traces(exp, 0, 10)
     count = "SELECT count(*), count(*) FILTER (WHERE state = 'ERROR') FROM traces"
     spans = "SELECT count(*) FROM traces WHERE size(filter(spans, s -> s.status_code = 'ERROR')) > 0"
-    assert execute_sql(uri, exp, count).rows == [[10, 1]]
-    assert execute_sql(uri, exp, spans).rows == [[3]]
+    assert sql_of(uri, exp, count).rows == [[10, 1]]
+    assert sql_of(uri, exp, spans).rows == [[3]]
     assert len(list(cache_dir.glob("*.duckdb"))) == 1
 
     more = log_agent_traces(exp, 10, 10)
-    assert execute_sql(uri, exp, count).rows == [[20, 2]]
-    assert execute_sql(uri, exp, spans).rows == [[6]]
-    assert compute_census(uri, exp)["total_traces"] == 20
+    assert sql_of(uri, exp, count).rows == [[20, 2]]
+    assert sql_of(uri, exp, spans).rows == [[6]]
+    assert census_of(uri, exp)["total_traces"] == 20
 
     log_feedback(ids + more)
-    r = execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE size(assessments) > 0")
+    r = sql_of(uri, exp, "SELECT count(*) FROM traces WHERE size(assessments) > 0")
     assert r.rows == [[8]]
-    assert compute_census(uri, exp)["assessments"][0]["failing"] == 2
+    assert census_of(uri, exp)["assessments"][0]["failing"] == 2
 
 
 def test_unchanged_store_loads_nothing(fresh_store):
     uri, exp = fresh_store
     log_agent_traces(exp, 0, 5)
-    execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) > 0")  # span lists
-    execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE exists(spans, s -> s.inputs IS NULL)")
+    sql_of(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) > 0")  # span lists
+    sql_of(uri, exp, "SELECT count(*) FROM traces WHERE exists(spans, s -> s.inputs IS NULL)")
     steps: list[str] = []
-    with TraceTable(uri, exp, progress=steps.append) as table:
+    with AnalyticsSession(uri, exp, progress=steps.append) as table:
         table.ensure_span_lists()
         table.ensure_full()
     assert steps == []  # fingerprint matched: no load, no rebuild
@@ -42,7 +44,7 @@ def test_unchanged_store_loads_nothing(fresh_store):
 def test_server_refresh(server_uri, server_experiment_id):
     exp = server_experiment_id
     log_agent_traces(exp, 0, 5)
-    assert execute_sql(server_uri, exp, "SELECT count(*) FROM traces").rows == [[5]]
+    assert sql_of(server_uri, exp, "SELECT count(*) FROM traces").rows == [[5]]
     log_agent_traces(exp, 5, 5)
-    r = execute_sql(server_uri, exp, "SELECT count(*), sum(size(spans)) FROM traces")
+    r = sql_of(server_uri, exp, "SELECT count(*), sum(size(spans)) FROM traces")
     assert r.rows == [[10, 30]]

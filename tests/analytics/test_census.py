@@ -7,14 +7,14 @@ import json
 import mlflow
 import pytest
 
-from insights.analytics import compute_census
+from conftest import census_of, sql_of
 from insights.errors import InvalidInputError, TrackingServerError
 
 
 def test_census_counts(corpus):
     uri, exp, ids = corpus
     steps: list[str] = []
-    c = compute_census(uri, exp, progress=steps.append)
+    c = census_of(uri, exp, progress=steps.append)
     json.dumps(c)  # JSON-able
     assert steps
     assert c["total_traces"] == 20
@@ -59,17 +59,17 @@ def test_census_counts(corpus):
 
 def test_census_filter_and_time_window(sqlite_corpus):
     uri, exp, ids = sqlite_corpus
-    c = compute_census(uri, exp, filter_string="trace.status = 'ERROR'")
+    c = census_of(uri, exp, filter_string="trace.status = 'ERROR'")
     assert c["total_traces"] == 2 and c["error_traces"] == 2
     assert {s["name"] for s in c["spans"]} == {"agent", "search", "llm"}
     times = sorted(mlflow.MlflowClient(uri).get_trace(t).info.request_time for t in ids)
     mid = times[10]
     before = sum(t < mid for t in times)
-    c = compute_census(uri, exp, end_time_ms=mid)  # end is exclusive
+    c = census_of(uri, exp, end_time_ms=mid)  # end is exclusive
     assert c["total_traces"] == before
-    c = compute_census(uri, exp, start_time_ms=mid)
+    c = census_of(uri, exp, start_time_ms=mid)
     assert c["total_traces"] == 20 - before
-    c = compute_census(uri, exp, start_time_ms=mid, filter_string="trace.status = 'ERROR'")
+    c = census_of(uri, exp, start_time_ms=mid, filter_string="trace.status = 'ERROR'")
     assert c["total_traces"] == sum(mlflow.MlflowClient(uri).get_trace(ids[i]).info.request_time
                                     >= mid for i in (3, 13))
 
@@ -77,21 +77,21 @@ def test_census_filter_and_time_window(sqlite_corpus):
 def test_census_bad_filter(sqlite_corpus):
     uri, exp, _ = sqlite_corpus
     with pytest.raises(InvalidInputError):
-        compute_census(uri, exp, filter_string="nonsense ===")
+        census_of(uri, exp, filter_string="nonsense ===")
 
 
 def test_unreachable_stores(tmp_path):
     with pytest.raises(TrackingServerError):
-        compute_census("http://127.0.0.1:9", "1")
+        census_of("http://127.0.0.1:9", "1")
     with pytest.raises(TrackingServerError):
-        compute_census(f"sqlite:///{tmp_path}/missing.db", "1")
+        census_of(f"sqlite:///{tmp_path}/missing.db", "1")
 
 
 def test_both_sqlite_readers_fill_the_same_cache(sqlite_corpus, monkeypatch, tmp_path):
     """DuckDB's SQLite extension and the Python sqlite3 reader give identical results."""
     import importlib.util
 
-    from insights.analytics import TraceTable, execute_sql
+    from insights.analytics import AnalyticsSession
 
     if importlib.util.find_spec("duckdb_ext") is None:
         pytest.skip("duckdb-ext-sqlite has no wheel for this platform")
@@ -100,12 +100,12 @@ def test_both_sqlite_readers_fill_the_same_cache(sqlite_corpus, monkeypatch, tmp
     for reader in ("python", "duckdb"):
         monkeypatch.setenv("INSIGHTS_CACHE_DIR", str(tmp_path / reader))
         monkeypatch.setenv("INSIGHTS_SQLITE_READER", reader)
-        with TraceTable(uri, exp) as table:
+        with AnalyticsSession(uri, exp) as table:
             table.ensure_full()
             native = table.source.native
-        census = compute_census(uri, exp)
-        rows = execute_sql(uri, exp, "SELECT * FROM traces ORDER BY trace_id").rows
-        spans = execute_sql(uri, exp, "SELECT trace_id, spans FROM traces ORDER BY 1").rows
+        census = census_of(uri, exp)
+        rows = sql_of(uri, exp, "SELECT * FROM traces ORDER BY trace_id").rows
+        spans = sql_of(uri, exp, "SELECT trace_id, spans FROM traces ORDER BY 1").rows
         seen[reader] = (native, census, rows, spans)
     assert seen["python"][0] is False and seen["duckdb"][0] is True
     assert seen["python"][1:] == seen["duckdb"][1:]
@@ -115,15 +115,16 @@ def test_both_sqlite_readers_fill_the_same_cache(sqlite_corpus, monkeypatch, tmp
 def test_sqlite_extension_that_will_not_load_falls_back_to_python(sqlite_corpus, monkeypatch):
     import duckdb
 
-    from insights.analytics import TraceTable, execute_sql, sqlite_source
+    from insights.analytics import AnalyticsSession, sqlite_source
 
     def broken(con):
         raise duckdb.IOException("extension not found")
 
     monkeypatch.setattr(sqlite_source, "_load_sqlite_extension", broken)
+    monkeypatch.setenv("INSIGHTS_SQLITE_READER", "duckdb")  # small stores never load it anyway
     uri, exp, ids = sqlite_corpus
-    c = compute_census(uri, exp)
+    c = census_of(uri, exp)
     assert c["total_traces"] == 20 and c["error_traces"] == 2
-    assert execute_sql(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) = 3").rows == [[20]]
-    with TraceTable(uri, exp) as table:
+    assert sql_of(uri, exp, "SELECT count(*) FROM traces WHERE size(spans) = 3").rows == [[20]]
+    with AnalyticsSession(uri, exp) as table:
         assert table.source.native is False

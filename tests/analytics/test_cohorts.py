@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import fisher_exact
 
-from insights.analytics import cohort_stats
+from conftest import cohort_of
 from insights.analytics.cohorts import compare, wilson
 from insights.errors import InvalidInputError
 
@@ -27,7 +27,7 @@ def test_wilson_known_value():
 def test_cohort_stats_on_traces(sqlite_corpus):
     uri, exp, ids = sqlite_corpus
     # long requests: i % 3 == 0 (7 traces: 0,3,...,18) ; errors: i in {3, 13}
-    r = cohort_stats(uri, exp, cohort="length(request) > 100", control="length(request) <= 100",
+    r = cohort_of(uri, exp, cohort="length(request) > 100", control="length(request) <= 100",
                      outcome="state = 'ERROR'")
     assert (r["cohort"]["n"], r["cohort"]["events"]) == (7, 1)
     assert (r["control"]["n"], r["control"]["events"]) == (13, 1)
@@ -43,7 +43,7 @@ def test_cohort_stats_on_traces(sqlite_corpus):
 
 def test_cohort_stats_span_predicates(sqlite_corpus):
     uri, exp, _ = sqlite_corpus
-    r = cohort_stats(uri, exp,
+    r = cohort_of(uri, exp,
                      cohort="exists(spans, s -> s.name = 'search' AND s.status_code = 'ERROR')",
                      control="NOT exists(spans, s -> s.name = 'search' AND s.status_code = 'ERROR')",
                      outcome="exists(assessments, a -> a.value = 'false')", samples=2)
@@ -56,6 +56,6 @@ def test_cohort_stats_span_predicates(sqlite_corpus):
 def test_cohort_bad_predicate(sqlite_corpus):
     uri, exp, _ = sqlite_corpus
     with pytest.raises(InvalidInputError):
-        cohort_stats(uri, exp, "nope_column > 1", "true", "state = 'ERROR'")
+        cohort_of(uri, exp, "nope_column > 1", "true", "state = 'ERROR'")
     with pytest.raises(InvalidInputError):
-        cohort_stats(uri, exp, "1=1; DROP TABLE traces", "true", "true")
+        cohort_of(uri, exp, "1=1; DROP TABLE traces", "true", "true")

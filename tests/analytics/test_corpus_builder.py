@@ -10,7 +10,7 @@ import mlflow
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import build_corpus  # noqa: E402
 
-from insights.analytics import compute_census, execute_sql  # noqa: E402
+from conftest import census_of, sql_of  # noqa: E402
 
 
 def test_builder_roundtrip(fresh_store):
@@ -23,10 +23,10 @@ def test_builder_roundtrip(fresh_store):
     assert full.data.spans[0].name == "agent" and full.info.token_usage["total_tokens"] > 0
     errors_by_mlflow = len(client.search_traces(locations=[exp], max_results=200,
                                                 filter_string="trace.status = 'ERROR'"))
-    census = compute_census(uri, exp)
+    census = census_of(uri, exp)
     assert census["total_traces"] == 200
     assert census["error_traces"] == errors_by_mlflow
     n_spans = sum(len(client.get_trace(t.info.trace_id).data.spans) for t in traces[:20])
     ids = ", ".join(f"'{t.info.trace_id}'" for t in traces[:20])
-    r = execute_sql(uri, exp, f"SELECT sum(size(spans)) FROM traces WHERE trace_id IN ({ids})")
+    r = sql_of(uri, exp, f"SELECT sum(size(spans)) FROM traces WHERE trace_id IN ({ids})")
     assert r.rows == [[n_spans]]

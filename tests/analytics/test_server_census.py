@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from insights import InsightsClient
-from insights.analytics import compute_census
+from conftest import census_of
 from insights.cli import app
 from insights.errors import InvalidInputError
 
@@ -23,8 +23,8 @@ def _without(items: list[dict], fields: tuple[str, ...]) -> list[dict]:
 def test_sample_covering_every_trace_gives_the_exact_census(server_corpus):
     uri, exp, _ = server_corpus
     steps: list[str] = []
-    fast = compute_census(uri, exp, progress=steps.append)
-    exact = compute_census(uri, exp, exact=True)
+    fast = census_of(uri, exp, progress=steps.append)
+    exact = census_of(uri, exp, exact=True)
     assert fast["method"] == "server aggregates + sample" and exact["method"] == "exact"
     assert any("server" in s for s in steps)
     assert fast["sample"]["traces"] == 20 and fast["sample"]["scale"] == 1.0
@@ -40,7 +40,7 @@ def test_sample_covering_every_trace_gives_the_exact_census(server_corpus):
 
 def test_small_sample_keeps_server_counts_exact_and_scales_the_rest(server_corpus):
     uri, exp, ids = server_corpus
-    c = compute_census(uri, exp, sample_traces=6)
+    c = census_of(uri, exp, sample_traces=6)
     json.dumps(c)
     n, sample = c["sample"]["traces"], c["sample"]
     assert 6 <= n < 20 and sample["of"] == 20 and sample["scale"] == round(20 / n, 4)
@@ -69,12 +69,12 @@ def test_small_sample_keeps_server_counts_exact_and_scales_the_rest(server_corpu
 
 def test_unknown_experiment_on_server(server_uri):
     with pytest.raises(InvalidInputError):
-        compute_census(server_uri, "987654321")
+        census_of(server_uri, "987654321")
 
 
 def test_filtered_census_on_server_is_exact(server_corpus):
     uri, exp, _ = server_corpus
-    c = compute_census(uri, exp, filter_string="trace.status = 'ERROR'")
+    c = census_of(uri, exp, filter_string="trace.status = 'ERROR'")
     assert c["method"] == "exact" and c["total_traces"] == 2
 
 
@@ -104,7 +104,7 @@ def test_cli_census_unknown_run(server_uri):
 
 def test_sample_spread_over_days(ten_day_corpus):
     uri, exp, ids = ten_day_corpus
-    c = compute_census(uri, exp, sample_traces=10)
+    c = census_of(uri, exp, sample_traces=10)
     assert c["method"] == "server aggregates + sample"
     assert c["sample"]["traces"] == 10 and c["sample"]["scale"] == 3.0
     assert (c["total_traces"], c["error_traces"]) == (30, 10)
@@ -124,7 +124,7 @@ def test_empty_experiment_on_server(server_uri):
     import mlflow
 
     exp = mlflow.MlflowClient(server_uri).create_experiment("empty-census")
-    c = compute_census(server_uri, exp)
+    c = census_of(server_uri, exp)
     assert c["total_traces"] == 0 and c["spans"] == [] and c["sample"]["traces"] == 0
 
 
@@ -134,7 +134,7 @@ def test_answer_at_the_row_limit_falls_back_to_the_exact_path(server_corpus, mon
     uri, exp, _ = server_corpus
     monkeypatch.setattr(server_census, "METRIC_ROWS", 3)  # span counts have more rows
     steps: list[str] = []
-    c = compute_census(uri, exp, progress=steps.append)
+    c = census_of(uri, exp, progress=steps.append)
     assert c["method"] == "exact" and c["total_traces"] == 20
     assert any("loading every trace" in s for s in steps)
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from insights.analytics import TRACES_SCHEMA_HELP, SqlResult, execute_sql
+from conftest import sql_of
+from insights.analytics import TRACES_SCHEMA_HELP, SqlResult
 from insights.errors import InvalidInputError
 
 
 def q(corpus, sql: str) -> SqlResult:
     uri, exp, _ = corpus
-    return execute_sql(uri, exp, sql)
+    return sql_of(uri, exp, sql)
 
 
 def test_error_spans_query(corpus):
@@ -97,11 +98,11 @@ def test_schema_help_mentions_columns():
 def test_span_queries_do_not_wait_for_payloads(corpus):
     """Queries over span names/types/statuses/timings read span lists built without payloads,
     and those lists hold exactly what the full spans hold in those fields."""
-    from insights.analytics import TraceTable
+    from insights.analytics import AnalyticsSession
 
     uri, exp, _ = corpus
     steps: list[str] = []
-    r = execute_sql(uri, exp, "SELECT count(*) FROM traces LATERAL VIEW explode(spans) x AS s "
+    r = sql_of(uri, exp, "SELECT count(*) FROM traces LATERAL VIEW explode(spans) x AS s "
                               "WHERE s.span_type = 'TOOL' AND s.status_code = 'ERROR'",
                     progress=steps.append)
     assert r.rows == [[4]]
@@ -109,7 +110,7 @@ def test_span_queries_do_not_wait_for_payloads(corpus):
     fields = ["start_time_ms", "span_id", "parent_id", "name", "span_type", "status_code",
               "status_message", "end_time_ms", "duration_ms"]
     project = ", ".join(f"{f} := s.{f}" for f in fields)
-    with TraceTable(uri, exp) as table:
+    with AnalyticsSession(uri, exp) as table:
         table.ensure_full()
         lite = table.con.execute("SELECT trace_id, spans FROM span_lists ORDER BY 1").fetchall()
         full = table.con.execute(f"SELECT trace_id, list_transform(spans, lambda s: struct_pack("

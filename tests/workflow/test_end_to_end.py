@@ -45,7 +45,7 @@ def check_analysis(store: Store, run_id: str, report_path: str | Path,
     assert analysis.metadata.get("phase") == "complete"
 
     census = client.get_baseline_census(run_id)
-    assert census.get("total_traces") == len(corpus.trace_ids)
+    assert census.total_traces == len(corpus.trace_ids)
 
     issues = run_issues(client, store.experiment_id, run_id)
     assert issues, "no issues raised"

@@ -164,8 +164,7 @@ def census(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str,
     except NotFoundError:
         say("computing the baseline census over all traces")
         result = ctx.client.create_baseline_census(state["run_id"], progress=say)
-        say(f"census: {result.get('total_traces')} traces, error rate "
-            f"{(result.get('error_rate') or 0):.1%}")
+        say(f"census: {result.total_traces} traces, error rate {result.error_rate:.1%}")
     return _mark(ctx, state, "census")
 
 

@@ -1,0 +1,434 @@
+"""The census, section by section: each section's exact SQL and, where MLflow aggregates it,
+its server form, side by side so the two paths cannot drift apart.
+
+A section fills one or more census keys. ``exact(q, c)`` computes them with DuckDB over the
+temp views ``t`` / ``s`` / ``a`` (traces, spans, assessments in scope); ``c`` holds the keys
+of earlier sections. On a tracking server the census is first computed exactly over a sample
+of traces, then each section's ``server(c, facts)`` replaces what the server aggregates
+exactly (``facts.results`` holds the answers to the ``server_queries`` it asked) and scales
+sample counts where the server has none. A section without a server form keeps the sample's
+figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from insights.analytics.assessments import failing_predicate, is_failing
+
+SAMPLES = 5
+HOUR_MS, DAY_MS = 3_600_000, 86_400_000
+
+
+class Query:
+    """The exact census's access to DuckDB: rows, and up to 5 sample trace ids per key."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, granularity: str | None = None):
+        self.con = con
+        self.granularity = granularity  # "hour" / "day"; None: chosen from the time range
+
+    def rows(self, sql: str, params: list | dict | None = None) -> list[tuple]:
+        return self.con.execute(sql, params or []).fetchall()
+
+    def samples(self, pairs_sql: str, params: dict | None = None) -> dict:
+        """Map key -> up to 5 trace ids from rows (k, trace_id, priority); high priority first.
+
+        ``pairs_sql`` may use named parameters ($name) given in ``params``.
+        """
+        sql = f"""
+            SELECT k, list(trace_id ORDER BY pri DESC, trace_id) FROM (
+                SELECT k, trace_id, max(pri) AS pri,
+                       row_number() OVER (PARTITION BY k ORDER BY max(pri) DESC, trace_id) AS rn
+                FROM ({pairs_sql}) GROUP BY k, trace_id)
+            WHERE rn <= $samples GROUP BY k"""
+        return {k: v for k, v in self.rows(sql, {"samples": SAMPLES, **(params or {})})}
+
+
+@dataclass
+class ServerFacts:
+    """What the server told us, for the sections' server forms."""
+
+    results: dict[str, Any]  # answers to the sections' server_queries, by query name
+    buckets: dict[int, dict[str, float]]  # bucket start (ms) -> trace status -> count
+    unit_ms: int
+    scale: float  # experiment traces per sampled trace
+    lo: int
+    hi: int
+    status: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for counts in self.buckets.values():  # the buckets cover [lo, hi]: they sum to the total
+            for state, n in counts.items():
+                self.status[state] = self.status.get(state, 0) + n
+
+    def scaled(self, n: int | None) -> int | None:
+        return None if n is None else round(n * self.scale)
+
+
+class Section:
+    """One part of the census. Subclasses set ``keys`` and implement ``exact``."""
+
+    keys: tuple[str, ...] = ()
+
+    def exact(self, q: Query, c: dict) -> dict:
+        raise NotImplementedError
+
+    def server_queries(self, m: Any) -> dict[str, Callable[[], Any]]:
+        """Server aggregate calls this section needs (``m``: server_census.Metrics)."""
+        return {}
+
+    def server(self, c: dict, facts: ServerFacts) -> dict:
+        """This section's keys from server aggregates (default: the sample's figures)."""
+        return {}
+
+
+def num(v):
+    if v is None:
+        return None
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 3)
+    return v
+
+
+def whole(v):
+    """Counts, sums and maxima of integer columns come back from MLflow as floats."""
+    return int(v) if isinstance(v, float) and v.is_integer() else num(v)
+
+
+def rate(part: int, total: int) -> float:
+    return round(part / total, 4) if total else 0.0
+
+
+def server_percentiles(v: dict) -> dict:
+    return {"p50": num(v.get("P50.0")), "p90": num(v.get("P90.0")), "p95": num(v.get("P95.0")),
+            "p99": num(v.get("P99.0")), "max": whole(v.get("MAX"))}
+
+
+class Totals(Section):
+    keys = ("total_traces", "error_traces", "error_rate", "time_range")
+
+    def exact(self, q, c):
+        total, errors, lo, hi = q.rows(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'ERROR'), min(request_time_ms), "
+            "max(request_time_ms) FROM t")[0]
+        return {"total_traces": total, "error_traces": errors, "error_rate": rate(errors, total),
+                "time_range": {"start_ms": lo, "end_ms": hi}}
+
+    def server(self, c, facts):
+        total, errors = int(sum(facts.status.values())), int(facts.status.get("ERROR", 0))
+        return {"total_traces": total, "error_traces": errors, "error_rate": rate(errors, total),
+                "time_range": {"start_ms": facts.lo, "end_ms": facts.hi}}
+
+
+class LatencySection(Section):
+    keys = ("latency_ms",)
+    _STATES = (("all", "true", None), ("ok", "state = 'OK'", "trace.status = 'OK'"))
+
+    def exact(self, q, c):
+        out = {}
+        for key, cond, _ in self._STATES:
+            p, mx = q.rows("SELECT quantile_cont(execution_time_ms, [0.5, 0.9, 0.95, 0.99]), "
+                           f"max(execution_time_ms) FROM t WHERE {cond}")[0]
+            p = p or [None] * 4
+            out[key] = {"p50": num(p[0]), "p90": num(p[1]), "p95": num(p[2]), "p99": num(p[3]),
+                        "max": num(mx)}
+        return {"latency_ms": out}
+
+    def server_queries(self, m):
+        aggs = [*m.percentiles(50, 90, 95, 99), m.agg("MAX")]
+        return {f"latency_{key}": m.single("TRACES", "latency", aggs, [flt] if flt else None)
+                for key, _, flt in self._STATES}
+
+    def server(self, c, facts):
+        return {"latency_ms": {key: server_percentiles(facts.results[f"latency_{key}"])
+                               for key, _, _ in self._STATES}}
+
+
+class SpansSection(Section):
+    keys = ("spans",)
+
+    def exact(self, q, c):
+        key = "name || chr(31) || coalesce(span_type, '')"
+        samples = q.samples(
+            f"SELECT {key} AS k, trace_id, (status_code = 'ERROR')::INT AS pri FROM s")
+        out = []
+        for k, name, typ, n, err, terr, p, mx in q.rows(f"""
+                SELECT {key}, name, span_type, count(*),
+                       count(*) FILTER (WHERE status_code = 'ERROR'),
+                       count(DISTINCT trace_id) FILTER (WHERE status_code = 'ERROR'),
+                       quantile_cont(duration_ms, [0.5, 0.95]), max(duration_ms)
+                FROM s GROUP BY ALL ORDER BY 5 DESC, 4 DESC, 2"""):
+            out.append({"name": name, "span_type": typ, "count": n, "error_count": err,
+                        "error_rate": rate(err, n), "traces_with_error": terr,
+                        "p50_ms": num(p[0]), "p95_ms": num(p[1]), "max_ms": num(mx),
+                        "sample_trace_ids": samples.get(k, [])})
+        return {"spans": out}
+
+    def server_queries(self, m):
+        return {"span_counts": m.keyed("SPANS", "span_count", [m.agg("COUNT")],
+                                       ["span_name", "span_type", "span_status"]),
+                "span_latency": m.keyed("SPANS", "latency", [*m.percentiles(50, 95),
+                                                             m.agg("MAX")], ["span_name"])}
+
+    def server(self, c, facts):
+        counts: dict[tuple, dict[str, int]] = {}
+        for (name, typ, status), v in facts.results["span_counts"].items():
+            counts.setdefault((name, typ), {})[status] = int(v["COUNT"])
+        seen = {(s["name"], s["span_type"]): s for s in c["spans"]}
+        out = []
+        for (name, typ), by_status in counts.items():
+            n, err = sum(by_status.values()), by_status.get("ERROR", 0)
+            lat = facts.results["span_latency"].get((name,), {})
+            s = seen.get((name, typ), {})
+            out.append({"name": name, "span_type": typ, "count": n, "error_count": err,
+                        "error_rate": rate(err, n),
+                        "traces_with_error": min(err, facts.scaled(s.get("traces_with_error", 0))),
+                        "p50_ms": num(lat.get("P50.0")), "p95_ms": num(lat.get("P95.0")),
+                        "max_ms": num(lat.get("MAX")),
+                        "sample_trace_ids": s.get("sample_trace_ids", [])})
+        out.sort(key=lambda s: (-s["error_count"], -s["count"], s["name"]))
+        return {"spans": out}
+
+
+class ErrorsSection(Section):
+    keys = ("errors",)
+
+    def exact(self, q, c):
+        msg = ("coalesce(CASE WHEN exception_type IS NOT NULL THEN exception_type || ': ' || "
+               "coalesce(exception_message, '') END, nullif(status_message, ''), '(no message)')")
+        err = f"SELECT {msg} AS k, trace_id, name FROM s WHERE status_code = 'ERROR'"
+        samples = q.samples(f"SELECT k, trace_id, 0 AS pri FROM ({err})")
+        return {"errors": [
+            {"message": k, "count": n, "traces": nt, "span_names": sorted(names),
+             "sample_trace_ids": samples.get(k, [])}
+            for k, n, nt, names in q.rows(
+                f"SELECT k, count(*), count(DISTINCT trace_id), list(DISTINCT name) "
+                f"FROM ({err}) GROUP BY k ORDER BY 2 DESC, 1 LIMIT 100")]}
+
+    def server(self, c, facts):
+        if facts.scale <= 1:
+            return {}
+        return {"errors": [{**e, "sample_count": e["count"], "count": facts.scaled(e["count"]),
+                            "traces": facts.scaled(e["traces"])} for e in c["errors"]]}
+
+
+def tools_from_spans(spans: list[dict]) -> list[dict]:
+    """The TOOL spans' entries, renamed as tool calls (same counts, timings and samples)."""
+    tools = [{"name": s["name"], "calls": s["count"], "failures": s["error_count"],
+              "failure_rate": s["error_rate"], "p50_ms": s["p50_ms"], "p95_ms": s["p95_ms"],
+              "sample_trace_ids": s["sample_trace_ids"]}
+             for s in spans if s["span_type"] == "TOOL"]
+    return sorted(tools, key=lambda t: (-t["failures"], -t["calls"], t["name"]))
+
+
+class ToolsSection(Section):
+    """Tool calls are the TOOL spans: derived from the spans section on both paths."""
+
+    keys = ("tools",)
+
+    def exact(self, q, c):
+        return {"tools": tools_from_spans(c["spans"])}
+
+    def server(self, c, facts):
+        return {"tools": tools_from_spans(c["spans"])}
+
+
+EMPTY_DEFINITION = "OK traces whose root span output is missing or empty ('', \"\", null, {}, [])"
+
+
+class ResponsesSection(Section):
+    keys = ("responses",)
+
+    def exact(self, q, c):
+        def dist(expr: str) -> dict:
+            p, mx, mean = q.rows(f"SELECT quantile_cont({expr}, [0.25, 0.5, 0.9, 0.95, 0.99]),"
+                                 f" max({expr}), avg({expr}) FROM t")[0]
+            p = p or [None] * 5
+            return {"p25": num(p[0]), "p50": num(p[1]), "p90": num(p[2]), "p95": num(p[3]),
+                    "p99": num(p[4]), "max": num(mx), "mean": num(mean)}
+
+        empty = "state = 'OK' AND response_empty"
+        n_empty = q.rows(f"SELECT count(*) FROM t WHERE {empty}")[0][0]
+        ids = [r[0] for r in q.rows(
+            f"SELECT trace_id FROM t WHERE {empty} ORDER BY trace_id LIMIT ?", [SAMPLES])]
+        return {"responses": {
+            "request_length": dist("request_length"), "response_length": dist("response_length"),
+            "empty_responses": {"count": n_empty, "sample_trace_ids": ids,
+                                "definition": EMPTY_DEFINITION}}}
+
+    def server(self, c, facts):
+        if facts.scale <= 1:
+            return {}
+        empty = c["responses"]["empty_responses"]
+        return {"responses": {**c["responses"], "empty_responses": {
+            **empty, "sample_count": empty["count"], "count": facts.scaled(empty["count"])}}}
+
+
+class TokensSection(Section):
+    keys = ("tokens",)
+
+    def exact(self, q, c):
+        n, tot, inp, outp, p, mx, mean = q.rows(
+            "SELECT count(total_tokens), sum(total_tokens), sum(input_tokens), sum(output_tokens),"
+            " quantile_cont(total_tokens, [0.5, 0.95]), max(total_tokens), avg(total_tokens) "
+            "FROM t")[0]
+        if not n:
+            return {"tokens": None}
+        return {"tokens": {
+            "traces_with_tokens": n, "total_tokens": num(tot), "input_tokens": num(inp),
+            "output_tokens": num(outp),
+            "per_trace": {"mean": num(mean), "p50": num(p[0]), "p95": num(p[1]), "max": num(mx)},
+            "sample_trace_ids": [r[0] for r in q.rows(
+                "SELECT trace_id FROM t WHERE total_tokens IS NOT NULL "
+                "ORDER BY total_tokens DESC, trace_id LIMIT ?", [SAMPLES])]}}
+
+    def server_queries(self, m):
+        return {"tokens": m.single("TRACES", "total_tokens", [
+                    m.agg("SUM"), m.agg("AVG"), *m.percentiles(50, 95), m.agg("MAX")]),
+                "input_tokens": m.single("TRACES", "input_tokens", [m.agg("SUM")]),
+                "output_tokens": m.single("TRACES", "output_tokens", [m.agg("SUM")])}
+
+    def server(self, c, facts):
+        tok, res = facts.results["tokens"], facts.results
+        if not tok.get("SUM"):  # the server's figures or none: never the sample's, unscaled
+            return {"tokens": None}
+        return {"tokens": {
+            "traces_with_tokens": round(tok["SUM"] / tok["AVG"]) if tok.get("AVG") else None,
+            "total_tokens": whole(tok["SUM"]),
+            "input_tokens": whole(res["input_tokens"].get("SUM")),
+            "output_tokens": whole(res["output_tokens"].get("SUM")),
+            "per_trace": {"mean": num(tok.get("AVG")), "p50": num(tok.get("P50.0")),
+                          "p95": num(tok.get("P95.0")), "max": whole(tok.get("MAX"))},
+            "sample_trace_ids": (c.get("tokens") or {}).get("sample_trace_ids", [])}}
+
+
+class CostSection(Section):
+    keys = ("cost",)
+
+    def exact(self, q, c):
+        n, tot, p, mx = q.rows(
+            "SELECT count(total_cost), sum(total_cost), quantile_cont(total_cost, [0.5, 0.95]), "
+            "max(total_cost) FROM t")[0]
+        if not n:
+            return {"cost": None}
+        return {"cost": {
+            "traces_with_cost": n, "total_cost": round(tot, 6),
+            "per_trace": {"p50": p[0], "p95": p[1], "max": mx},
+            "sample_trace_ids": [r[0] for r in q.rows(
+                "SELECT trace_id FROM t WHERE total_cost IS NOT NULL "
+                "ORDER BY total_cost DESC, trace_id LIMIT ?", [SAMPLES])]}}
+
+    def server(self, c, facts):  # MLflow has no cost aggregate: scale the sample's
+        cost = c.get("cost")
+        if not cost:
+            return {}
+        return {"cost": {**cost, "traces_with_cost": facts.scaled(cost["traces_with_cost"]),
+                         "total_cost": round(cost["total_cost"] * facts.scale, 6)}}
+
+
+def _value_text(value: str | None) -> str:
+    """An assessment value as the exact census shows it: JSON strings unquoted ('"yes"' -> yes)."""
+    try:
+        decoded = json.loads(value) if value is not None else None
+    except ValueError:
+        return str(value)
+    return decoded if isinstance(decoded, str) else str(value)
+
+
+class AssessmentsSection(Section):
+    keys = ("assessments",)
+
+    def exact(self, q, c):
+        fail = failing_predicate("value")
+        samples = q.samples(f"SELECT name AS k, trace_id, ({fail})::INT AS pri FROM a")
+        out = []
+        for name, n, nt, failing, vals in q.rows(f"""
+                SELECT name, count(*), count(DISTINCT trace_id), count(*) FILTER (WHERE {fail}),
+                       list(value) FROM a GROUP BY name ORDER BY name"""):
+            counts: dict[str, int] = {}
+            for v in vals:
+                counts[str(v)] = counts.get(str(v), 0) + 1
+            out.append(self._entry(name, n, nt, counts, failing, samples.get(name, [])))
+        return {"assessments": out}
+
+    @staticmethod
+    def _entry(name, n, traces, counts, failing, samples) -> dict:
+        return {"name": name, "count": n, "traces": traces,
+                "values": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:50]),
+                "failing": failing, "failing_rate": rate(failing, n),
+                "sample_trace_ids": samples}
+
+    def server_queries(self, m):
+        return {"assessments": m.keyed("ASSESSMENTS", "assessment_count", [m.agg("COUNT")],
+                                       ["assessment_name", "assessment_value"])}
+
+    def server(self, c, facts):
+        by_name: dict[str, dict[str, int]] = {}
+        for (name, value), v in facts.results["assessments"].items():
+            by_name.setdefault(name, {})[_value_text(value)] = int(v["COUNT"])
+        sampled = {a["name"]: a for a in c["assessments"]}
+        out = []
+        for name, values in sorted(by_name.items()):
+            n = sum(values.values())
+            failing = sum(k for v, k in values.items() if is_failing(v))
+            s = sampled.get(name, {})
+            out.append(self._entry(name, n, min(n, facts.scaled(s.get("traces", 0))), values,
+                                   failing, s.get("sample_trace_ids", [])))
+        return {"assessments": out}
+
+
+class TimeBucketsSection(Section):
+    """Trace and error counts per hour (per day beyond a week of traces)."""
+
+    keys = ("time_buckets",)
+
+    def exact(self, q, c):
+        lo, hi = c["time_range"]["start_ms"], c["time_range"]["end_ms"]
+        if lo is None:
+            return {"time_buckets": {"granularity": "hour", "buckets": []}}
+        unit = q.granularity or ("day" if (hi - lo) > 7 * DAY_MS else "hour")
+        b = "epoch_ms(date_trunc($unit, make_timestamp(request_time_ms * 1000)))"
+        samples = q.samples(f"SELECT {b} AS k, trace_id, (state = 'ERROR')::INT AS pri FROM t",
+                            {"unit": unit})
+        return {"time_buckets": {"granularity": unit, "buckets": [
+            {"start_ms": k, "traces": n, "errors": e, "error_rate": rate(e, n),
+             "sample_trace_ids": samples.get(k, [])}
+            for k, n, e in q.rows(f"SELECT {b} AS k, count(*), count(*) FILTER "
+                                  f"(WHERE state = 'ERROR') FROM t GROUP BY k ORDER BY k",
+                                  {"unit": unit})]}}
+
+    def server(self, c, facts):
+        samples = {b["start_ms"]: b["sample_trace_ids"] for b in c["time_buckets"]["buckets"]}
+        return {"time_buckets": {
+            "granularity": "day" if facts.unit_ms == DAY_MS else "hour", "buckets": [
+                {"start_ms": k, "traces": int(sum(v.values())), "errors": int(v.get("ERROR", 0)),
+                 "error_rate": rate(v.get("ERROR", 0), sum(v.values())),
+                 "sample_trace_ids": samples.get(k, [])} for k, v in facts.buckets.items()]}}
+
+
+# In census order; a section may read the keys of those before it.
+SECTIONS: list[Section] = [Totals(), LatencySection(), SpansSection(), ErrorsSection(),
+                           ToolsSection(), ResponsesSection(), TokensSection(), CostSection(),
+                           AssessmentsSection(), TimeBucketsSection()]
+
+
+def exact_census(con: duckdb.DuckDBPyConnection, granularity: str | None = None) -> dict:
+    """Every section's exact figures over the temp views t / s / a, as one dict."""
+    q, c = Query(con, granularity), {}
+    for section in SECTIONS:
+        c.update(section.exact(q, c))
+    return c
+
+
+def server_overlay(sampled: dict, facts: ServerFacts) -> dict:
+    """The sample's census with each server-aggregated section replaced by the server's form."""
+    c = dict(sampled)
+    for section in SECTIONS:
+        c.update(section.server(c, facts))
+    return c
