@@ -407,13 +407,17 @@ class InsightsClient:
             raise NotFoundError(f"No baseline census in run '{run_id}': run create-baseline-census")
         return json.loads(text)
 
-    def execute_sql(self, experiment_id: str | None = None, sql: str = "") -> Any:
-        """Run a read-only Spark SQL query over the experiment's ``traces`` table."""
+    def execute_sql(self, experiment_id: str | None = None, sql: str = "", *,
+                    max_rows: int | None = 10_000, timeout: float | None = None,
+                    max_memory: str | None = None) -> Any:
+        """Run a read-only Spark SQL query over the experiment's ``traces`` table, within a
+        time limit (seconds) and memory cap (e.g. "2GB"); see insights.analytics.sql."""
         from insights.analytics import execute_sql
 
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
-        return execute_sql(self.tracking_uri, experiment_id, sql)
+        return execute_sql(self.tracking_uri, experiment_id, sql, max_rows,
+                           timeout=timeout, max_memory=max_memory)
 
     def cohort_stats(self, experiment_id: str | None, cohort: str, control: str, outcome: str,
                      samples: int = 5) -> dict[str, Any]:
