@@ -178,7 +178,7 @@ class InsightsClient:
             changes["status"] = _enum(AnalysisStatus, status, "status").value
         if "name" in changes:
             changes["name"] = _required_text(changes["name"], "name")
-        check_text(**changes)
+        check_text(name=name, description=description)
         runs.get_analysis_run(self._client, run_id)
         change = _change(changes, metadata=metadata)
         state = journal.update(
