@@ -397,7 +397,8 @@ class InsightsClient:
             raise NotFoundError(f"Run '{run_id}' not found") from None
 
     def _link(self, run_id: str, ids: list[str]) -> int:
-        """Link already checked traces to a run."""
+        """Link already checked traces to a run (each once: MLflow refuses a duplicate link)."""
+        ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), TRACE_LINK_BATCH):
             with store_errors("linking traces"):
                 self._client.link_traces_to_run(ids[start:start + TRACE_LINK_BATCH], run_id)
