@@ -17,18 +17,28 @@ def assessment_name(title: str) -> str:
 
 
 def log_issue_assessments(client, run_id: str, issue) -> int:
-    """Log feedback ``value=True`` on every evidence trace of the issue; mark the issue after."""
+    """Log feedback ``value=True`` on every evidence trace of the issue; return how many were
+    logged. The issue is marked logged only when at least one was, so an issue with no
+    traces, or whose traces all failed, is offered again next time instead of looking done."""
+    from mlflow.exceptions import MlflowException
+
     name = assessment_name(issue.title)
     tracing = TracingClient(client.tracking_uri)
     source = AssessmentSource(source_type="LLM_JUDGE", source_id=SOURCE_ID)
     rationale = {}
     for e in issue.evidence:
         rationale.setdefault(e.trace_id, e.rationale)
+    logged = 0
     for trace_id, why in rationale.items():
         feedback = Feedback(name=name, value=True, source=source,
                             rationale=why or issue.title,
                             metadata={"insights_issue_id": issue.issue_id})
-        tracing.log_assessment(trace_id, feedback)
-    client.update_issue(run_id, issue.issue_id, add_assessments=[name],
-                        metadata={"assessments_logged": True})
-    return len(rationale)
+        try:
+            tracing.log_assessment(trace_id, feedback)
+        except MlflowException:  # the trace was deleted since it was cited: skip it
+            continue
+        logged += 1
+    if logged:
+        client.update_issue(run_id, issue.issue_id, add_assessments=[name],
+                            metadata={"assessments_logged": True})
+    return logged

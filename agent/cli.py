@@ -86,6 +86,8 @@ def run(
     """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
     load_env_file(env_file)
     quick_fail_defaults()
+    if report is not None:
+        report = check_report_path(report)
     console = Console(stderr=output == Output.json)
     try:
         summary = _run(console, experiment_id, focus, model, max_model_calls, yes, report,
@@ -112,6 +114,8 @@ def _run(console, experiment_id, focus, model, max_calls, yes, report, log_asses
         answers["choose_focus"] = {"focus": focus}
     if report:
         answers["report_path"] = {"path": str(report)}
+        if resume:  # a new --report replaces the stored one, so a failed report can be redone
+            client.update_analysis(resume, metadata={"report_path": str(report)})
     if log_assessments is not None:
         answers["log_assessments"] = {"log": log_assessments}
     analyst = make_analyst(model, max_calls)
@@ -149,6 +153,27 @@ def _drive(console, client, ctx, experiment_id, resume, yes) -> dict[str, Any]:
         elif resume:
             config = {"configurable": {"thread_id": uuid.uuid4().hex}}
         return drive(graph, config, ctx, first, console, ask)
+
+
+def check_report_path(report: Path) -> Path:
+    """The absolute report path, or exit 2 now if it cannot be written: better before the
+    analysis starts than after it has run for minutes and is left ACTIVE. Missing folders
+    are fine (the report creates them) when the nearest existing one is writable."""
+    path = Path(os.path.abspath(os.path.expanduser(str(report))))
+    if path.is_dir():
+        _fail(f"--report {report} is a directory; give a file name")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            _fail(f"--report {report} is not writable")
+        return path
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        _fail(f"--report {report}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        _fail(f"--report {report}: folder {folder} is not writable")
+    return path
 
 
 def _choose_experiment(client, console, yes: bool) -> str:

@@ -416,11 +416,19 @@ def _sql_help() -> str:
 def execute_sql(
     sql: str = typer.Argument(..., help="A SELECT or WITH query over `traces`."),
     experiment_id: Optional[str] = ExperimentOpt,
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", help="Time limit in seconds (default 30, or INSIGHTS_SQL_TIMEOUT)."),
+    max_memory: Optional[str] = typer.Option(
+        None, "--max-memory", help="Memory cap, e.g. 2GB (default 1GB, or INSIGHTS_SQL_MEMORY)."),
+    max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Rows returned at most."),
     output: Output = OutputOpt,
 ) -> None:
-    result = _client().execute_sql(experiment_id, sql)
-    emit(output, {"columns": result.columns, "rows": result.rows},
-         lambda: render.sql_table(result.columns, result.rows))
+    result = _client().execute_sql(experiment_id, sql, max_rows=max_rows, timeout=timeout,
+                                   max_memory=max_memory)
+    emit(output, result.to_dict(), lambda: render.sql_table(result.columns, result.rows))
+    if result.truncated and output == Output.table:
+        render.console.print(f"showing first {len(result.rows)} rows; result truncated "
+                             "(raise with --max-rows)", markup=False, highlight=False)
 
 
 @command("mlflow-insights cohort-stats --experiment-id 1 --cohort \"length(request) > 500\" "

@@ -29,7 +29,6 @@ from insights.errors import (
     InvalidInputError,
     NotFoundError,
     StorageError,
-    TrackingServerError,
 )
 from insights.ids import check_experiment_id, check_id, check_trace_id
 from insights.models import (
@@ -41,11 +40,13 @@ from insights.models import (
     Issue,
     IssueStatus,
     Severity,
+    check_text,
     new_id,
     now_ms,
 )
 
 TRACE_LINK_BATCH = 100  # MLflow refuses more trace links than this in one call
+_EXIST_BATCH = 100  # trace ids per existence check (one search each)
 _TRACE_FETCH_BATCH = 100
 CENSUS_PATH = "insights/baseline_census.json"
 _SEARCH_PAGE = 500  # the most traces an MLflow server returns per search call
@@ -114,6 +115,7 @@ class InsightsClient:
         experiment_id = self._experiment(experiment_id)
         run_name = _required_text(run_name, "run_name")
         name = (name or run_name).strip()
+        check_text(run_name=run_name, name=name, description=description)
         _mapping(metadata, "metadata")
         self._check_experiment(experiment_id)
         created = now_ms()
@@ -141,16 +143,18 @@ class InsightsClient:
         """Add a hypothesis (status TESTING) to an analysis run; return its id."""
         run_id = check_id(insights_run_id, "run id")
         statement = _required_text(statement, "statement")
+        check_text(statement=statement, testing_plan=testing_plan, rationale=rationale)
         entries = parse_evidence(evidence or [])
         _mapping(metrics, "metrics")
         _mapping(metadata, "metadata")
-        runs.get_analysis_run(self._client, run_id)
+        run = runs.get_analysis_run(self._client, run_id)
+        self.check_traces_exist(run.info.experiment_id, [e.trace_id for e in entries])
         hypothesis = Hypothesis(
             hypothesis_id=new_id(), run_id=run_id, statement=statement,
             testing_plan=testing_plan or "", rationale=rationale, evidence=entries,
             metrics=metrics or {}, metadata=metadata or {},
         )
-        self.link_traces(run_id, [e.trace_id for e in entries])
+        self._link(run_id, [e.trace_id for e in entries])
         journal.create(self._client, run_id, "hypothesis", hypothesis.hypothesis_id,
                        hypothesis.to_dict())
         return hypothesis.hypothesis_id
@@ -170,6 +174,7 @@ class InsightsClient:
         """Record an issue in the experiment's parent run (source: this analysis); return its id."""
         run_id = check_id(insights_run_id, "run id")
         title = _required_text(title, "title")
+        check_text(title=title, description=description)
         severity = _enum(Severity, severity, "severity")
         status = _enum(IssueStatus, status, "status")
         if hypothesis_id is not None:
@@ -182,12 +187,13 @@ class InsightsClient:
         if hypothesis_id is not None:
             self.get_hypothesis(run_id, hypothesis_id)
         experiment_id = run.info.experiment_id
+        self.check_traces_exist(experiment_id, [e.trace_id for e in entries])
         issue = Issue(
             issue_id=new_id(), source_run_id=run_id, hypothesis_id=hypothesis_id, title=title,
             description=description or "", severity=severity, status=status, evidence=entries,
             assessments=list(assessments or []), metadata=metadata or {},
         )
-        self.link_traces(run_id, [e.trace_id for e in entries])
+        self._link(run_id, [e.trace_id for e in entries])
         parent_id = runs.get_or_create_parent(self._client, experiment_id)
         journal.create(self._client, parent_id, "issue", issue.issue_id, issue.to_dict())
         canonical = runs.get_or_create_parent(self._client, experiment_id)
@@ -212,6 +218,7 @@ class InsightsClient:
             changes["status"] = _enum(AnalysisStatus, status, "status").value
         if "name" in changes:
             changes["name"] = _required_text(changes["name"], "name")
+        check_text(name=name, description=description)
         run = runs.get_analysis_run(self._client, run_id)
         change = _change(changes, metadata=metadata)
         current = self._analysis_doc(run)
@@ -248,15 +255,18 @@ class InsightsClient:
         run_id = check_id(insights_run_id, "run id")
         hypothesis_id = check_id(hypothesis_id, "hypothesis id")
         changes = _present(testing_plan=testing_plan, statement=statement, rationale=rationale)
+        check_text(**changes)
         if status is not None:
             changes["status"] = _enum(HypothesisStatus, status, "status").value
         entries = parse_evidence(add_evidence or [])
         traces = [check_trace_id(t) for t in add_traces or []]
-        runs.get_analysis_run(self._client, run_id)
+        run = runs.get_analysis_run(self._client, run_id)
         doc, current = self._hypothesis_doc(run_id, hypothesis_id)
         entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
         change = _change(changes, entries, metadata=metadata, metrics=metrics)
-        self.link_traces(run_id, [e.trace_id for e in entries])
+        if entries:
+            self.check_traces_exist(run.info.experiment_id, [e.trace_id for e in entries])
+        self._link(run_id, [e.trace_id for e in entries])
         state = journal.update(self._client, run_id, "hypothesis", hypothesis_id, change,
                                current=doc)
         return _hypothesis_model(state, run_id, hypothesis_id, _where("hypothesis", hypothesis_id, run_id))
@@ -279,6 +289,7 @@ class InsightsClient:
         """Change an issue in the parent run. ``insights_run_id`` (or the experiment) locates it."""
         issue_id = check_id(issue_id, "issue id")
         changes = _present(resolution=resolution, title=title, description=description)
+        check_text(**changes)
         if severity is not None:
             changes["severity"] = _enum(Severity, severity, "severity").value
         if status is not None:
@@ -292,7 +303,10 @@ class InsightsClient:
         parent_id, current, doc = self._locate_issue(issue_id, experiment_id)
         entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
         change = _change(changes, entries, metadata=metadata)
-        self.link_traces(link_run or current.source_run_id, [e.trace_id for e in entries])
+        if entries:
+            self.check_traces_exist(experiment_id or self._run_experiment(parent_id),
+                                    [e.trace_id for e in entries])
+        self._link(link_run or current.source_run_id, [e.trace_id for e in entries])
         if add_assessments:
             change["add_assessments"] = [str(a) for a in add_assessments]
         state = journal.update(self._client, parent_id, "issue", issue_id, change, current=doc)
@@ -420,9 +434,48 @@ class InsightsClient:
     # ------------------------------------------------------------------ links
 
     def link_traces(self, run_id: str, trace_ids: Sequence[str]) -> int:
-        """Link traces to a run with MLflow's trace-to-run links, in batches MLflow accepts."""
+        """Link traces to a run with MLflow's trace-to-run links, in batches MLflow accepts.
+
+        Every trace must exist in the run's experiment (NotFoundError otherwise, nothing linked).
+        """
         run_id = check_id(run_id, "run id")
         ids = list(dict.fromkeys(check_trace_id(t) for t in trace_ids))
+        if ids:
+            self.check_traces_exist(self._run_experiment(run_id), ids)
+        return self._link(run_id, ids)
+
+    def check_traces_exist(self, experiment_id: str, trace_ids: Sequence[str]) -> None:
+        """Raise NotFoundError naming the cited traces that are not in the experiment.
+
+        Evidence must point at real traces of the analysis's experiment; this runs before
+        anything is written. One trace search (no spans) per batch of ids, on any store.
+        """
+        wanted = list(dict.fromkeys(trace_ids))
+        found: set[str] = set()
+        for start in range(0, len(wanted), _EXIST_BATCH):
+            batch = wanted[start:start + _EXIST_BATCH]
+            quoted = ", ".join(f"'{t}'" for t in batch)  # ids passed check_trace_id: no quotes
+            with store_errors("checking evidence traces"):
+                page = self._client.search_traces(
+                    locations=[experiment_id], include_spans=False, max_results=len(batch),
+                    filter_string=f"trace.request_id IN ({quoted})")
+            found.update(t.info.trace_id for t in page)
+        missing = [t for t in wanted if t not in found]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise NotFoundError(f"Trace(s) not found in experiment '{experiment_id}': "
+                                f"{', '.join(missing[:3])}{more}")
+
+    def _run_experiment(self, run_id: str) -> str:
+        try:
+            with store_errors("reading the run"):
+                return self._client.get_run(run_id).info.experiment_id
+        except NotFoundError:
+            raise NotFoundError(f"Run '{run_id}' not found") from None
+
+    def _link(self, run_id: str, ids: list[str]) -> int:
+        """Link already checked traces to a run (each once: MLflow refuses a duplicate link)."""
+        ids = list(dict.fromkeys(ids))
         for start in range(0, len(ids), TRACE_LINK_BATCH):
             with store_errors("linking traces"):
                 self._client.link_traces_to_run(ids[start:start + TRACE_LINK_BATCH], run_id)
@@ -511,17 +564,21 @@ class InsightsClient:
         try:
             return Census.model_validate_json(text)
         except ValidationError as exc:
-            raise TrackingServerError(
+            raise StorageError(
                 f"The census stored in run '{run_id}' is unreadable ({exc.error_count()} "
                 "problem(s)): run create-baseline-census again") from exc
 
-    def execute_sql(self, experiment_id: str | None = None, sql: str = "") -> Any:
-        """Run a read-only Spark SQL query over the experiment's ``traces`` table."""
+    def execute_sql(self, experiment_id: str | None = None, sql: str = "", *,
+                    max_rows: int | None = 10_000, timeout: float | None = None,
+                    max_memory: str | None = None) -> Any:
+        """Run a read-only Spark SQL query over the experiment's ``traces`` table, within a
+        time limit (seconds) and memory cap (e.g. "2GB"); see insights.analytics.sql."""
         from insights.analytics import execute_sql
 
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
-        return execute_sql(self.analytics_session(experiment_id), sql)
+        return execute_sql(self.analytics_session(experiment_id), sql, max_rows,
+                           timeout=timeout, max_memory=max_memory)
 
     def cohort_stats(self, experiment_id: str | None, cohort: str, control: str, outcome: str,
                      samples: int = 5) -> dict[str, Any]:
@@ -692,6 +749,10 @@ def _one_evidence(item: EvidenceInput, index: int, supports: bool) -> EvidenceEn
     if "rationale" in data and not isinstance(data["rationale"], str):
         raise InvalidInputError(f"Evidence #{index}: 'rationale' must be a string")
     data["trace_id"] = check_trace_id(data["trace_id"])
+    try:
+        check_text(rationale=data.get("rationale"))
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"Evidence #{index}: {exc}") from None
     try:
         return EvidenceEntry.model_validate(data)
     except ValidationError as exc:

@@ -10,6 +10,30 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from insights.errors import InvalidInputError
+
+# Size limits on free text, defined once: the SDK checks them before writing (check_text),
+# so the CLI and the REST API, which call the SDK, give the same error for the same text.
+# Stored files are read whatever their size: the limits guard writes, not reads.
+TITLE_MAX_CHARS = 500
+STATEMENT_MAX_CHARS = 10_000
+NOTE_MAX_CHARS = 100_000
+TEXT_LIMITS: dict[str, int] = {
+    "run_name": TITLE_MAX_CHARS, "name": TITLE_MAX_CHARS, "title": TITLE_MAX_CHARS,
+    "statement": STATEMENT_MAX_CHARS,
+    "description": NOTE_MAX_CHARS, "testing_plan": NOTE_MAX_CHARS,
+    "rationale": NOTE_MAX_CHARS, "resolution": NOTE_MAX_CHARS,
+}
+
+
+def check_text(**fields: Any) -> None:
+    """Raise InvalidInputError naming the first text field over its limit in TEXT_LIMITS."""
+    for name, value in fields.items():
+        limit = TEXT_LIMITS[name]
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidInputError(
+                f"{name} is too long: {len(value):,} characters (limit {limit:,})")
+
 
 def now_ms() -> int:
     """Timestamps are epoch milliseconds, like MLflow's own."""

@@ -174,22 +174,28 @@ def test_full_flow_json(store):
     assert by_id[hid]["trace_count"] == 3 and by_id[hid]["supports_count"] == 2
     assert by_id[h2]["trace_count"] == 0
 
+    # a trace that is not in the store is refused (exit 2) and nothing is written
+    bad = cli(uri, "update-hypothesis", "--run-id", run, "--hypothesis-id", hid,
+              "--status", "VALIDATED", "-t", t[3], "-t", "tr-extra-1")
+    assert bad.exit_code == 2 and "tr-extra-1" in bad.stderr
+    assert ok_json(uri, "get-hypothesis", "--run-id", run, "--hypothesis-id", hid)["status"] == \
+        "TESTING"
     # update-hypothesis: --status, --evidence (repeated), --add-evidence, -t
     u = ok_json(uri, "update-hypothesis", "--run-id", run, "--hypothesis-id", hid,
                 "--status", "VALIDATED",
                 "--evidence", ev(t[3], "pool empty for 50s", True),
                 "--evidence", ev(t[4], "no contention, fast", False),
                 "--add-evidence", f"{t[5]}: why it matters",
-                "-t", t[0], "-t", "tr-extra-1")
+                "-t", t[0])
     assert u["status"] == "VALIDATED" and u["hypothesis_id"] == hid
     entries = {(e["trace_id"], e["rationale"], e["supports"]) for e in u["evidence"]}
     assert {(t[3], "pool empty for 50s", True), (t[4], "no contention, fast", False),
-            (t[5], "why it matters", True), ("tr-extra-1", "", True)} <= entries
+            (t[5], "why it matters", True)} <= entries
     # -t on an already-cited trace adds nothing new
     assert [e["trace_id"] for e in u["evidence"]].count(t[0]) == 1
-    assert len(u["evidence"]) == 7
+    assert len(u["evidence"]) == 6
     got = ok_json(uri, "get-hypothesis", "--run-id", run, "--hypothesis-id", hid)
-    assert got["status"] == "VALIDATED" and got["trace_count"] == 7
+    assert got["status"] == "VALIDATED" and got["trace_count"] == 6
     assert got["refutes_count"] == 2
     assert set(t) <= linked(exp, run)
 
@@ -239,9 +245,8 @@ def test_full_flow_json(store):
     # preview-hypotheses: real trace ids, counts, --max-traces
     p = ok_json(uri, "preview-hypotheses", "--run-id", run)
     assert set(p) == {"traces", "total_count", "returned_count"}
-    cited = [t[0], t[1], t[2], t[3], t[4], t[5], "tr-extra-1"]
+    cited = [t[0], t[1], t[2], t[3], t[4], t[5]]
     assert p["total_count"] == len(cited)
-    # tr-extra-1 is not a trace in the store: it is cited but cannot be returned
     assert [r["trace_id"] for r in p["traces"]] == t[:6]
     assert p["returned_count"] == 6
     row = p["traces"][0]

@@ -41,6 +41,12 @@ def uri(store) -> str:
 
 
 @pytest.fixture()
+def t(uri, exp) -> list[str]:
+    """Six real traces in the experiment: evidence must cite traces that exist."""
+    return make_traces(uri, exp, 6)
+
+
+@pytest.fixture()
 def run_id(client, exp) -> str:
     return client.create_analysis(exp, run_name="Error Investigation",
                                   name="Production Error Analysis",
@@ -159,12 +165,12 @@ def test_list_analyses_ignores_other_runs_of_the_experiment(client, exp):
 # ---------------------------------------------------------------- hypotheses
 
 
-def test_create_hypothesis_stores_plan_evidence_and_rationale(client, run_id):
+def test_create_hypothesis_stores_plan_evidence_and_rationale(client, run_id, t):
     hid = client.create_hypothesis(
         run_id, "Database connection pooling causes latency", testing_plan=PLAN,
         evidence=[
-            {"trace_id": "tr-001", "rationale": "45s wait for a pooled connection", "supports": True},
-            {"trace_id": "tr-003", "rationale": "fast despite heavy DB use", "supports": False},
+            {"trace_id": t[0], "rationale": "45s wait for a pooled connection", "supports": True},
+            {"trace_id": t[2], "rationale": "fast despite heavy DB use", "supports": False},
         ],
         rationale="p99 latency doubled at peak",
     )
@@ -175,22 +181,22 @@ def test_create_hypothesis_stores_plan_evidence_and_rationale(client, run_id):
     assert h.rationale == "p99 latency doubled at peak"
     assert h.status == HypothesisStatus.TESTING
     assert [(e.trace_id, e.rationale, e.supports) for e in h.evidence] == [
-        ("tr-001", "45s wait for a pooled connection", True),
-        ("tr-003", "fast despite heavy DB use", False),
+        (t[0], "45s wait for a pooled connection", True),
+        (t[2], "fast despite heavy DB use", False),
     ]
     assert h.supports_count == 1 and h.refutes_count == 1
 
 
-def test_update_hypothesis_sets_status_and_adds_evidence_traces_and_plan(client, run_id):
+def test_update_hypothesis_sets_status_and_adds_evidence_traces_and_plan(client, run_id, t):
     hid = client.create_hypothesis(run_id, "Locks cause timeouts", testing_plan="old plan",
-                                   evidence=[{"trace_id": "tr-001", "rationale": "lock wait"}])
+                                   evidence=[{"trace_id": t[0], "rationale": "lock wait"}])
     updated = client.update_hypothesis(
         run_id, hid, status="VALIDATED",
         add_evidence=[
-            {"trace_id": "tr-002", "rationale": "deadlock", "supports": True},
-            "tr-003: 35s timeout without DB calls",
+            {"trace_id": t[1], "rationale": "deadlock", "supports": True},
+            f"{t[2]}: 35s timeout without DB calls",
         ],
-        add_traces=["tr-004", "tr-005", "tr-001"],
+        add_traces=[t[3], t[4], t[0]],
         testing_plan="new plan",
     )
     h = client.get_hypothesis(run_id, hid)
@@ -198,24 +204,24 @@ def test_update_hypothesis_sets_status_and_adds_evidence_traces_and_plan(client,
         assert got.status == HypothesisStatus.VALIDATED
         assert got.testing_plan == "new plan"
         assert got.statement == "Locks cause timeouts"
-        assert got.trace_ids == ["tr-001", "tr-002", "tr-003", "tr-004", "tr-005"]
+        assert got.trace_ids == [t[0], t[1], t[2], t[3], t[4]]
         by_trace = {e.trace_id: e for e in got.evidence}
-        assert by_trace["tr-001"].rationale == "lock wait"
-        assert by_trace["tr-002"].rationale == "deadlock"
-        assert by_trace["tr-003"].rationale == "35s timeout without DB calls"
-        assert by_trace["tr-003"].supports is True
+        assert by_trace[t[0]].rationale == "lock wait"
+        assert by_trace[t[1]].rationale == "deadlock"
+        assert by_trace[t[2]].rationale == "35s timeout without DB calls"
+        assert by_trace[t[2]].supports is True
         # add_traces of an already-cited trace does not duplicate it
         assert len(got.evidence) == 5
 
 
-def test_update_hypothesis_keeps_earlier_evidence_across_updates(client, run_id):
+def test_update_hypothesis_keeps_earlier_evidence_across_updates(client, run_id, t):
     hid = client.create_hypothesis(run_id, "H")
-    client.update_hypothesis(run_id, hid, add_evidence=["tr-a: first"])
-    client.update_hypothesis(run_id, hid, add_evidence=[{"trace_id": "tr-b", "supports": False}])
+    client.update_hypothesis(run_id, hid, add_evidence=[f"{t[0]}: first"])
+    client.update_hypothesis(run_id, hid, add_evidence=[{"trace_id": t[1], "supports": False}])
     client.update_hypothesis(run_id, hid, status=HypothesisStatus.REJECTED)
     h = client.get_hypothesis(run_id, hid)
     assert h.status == HypothesisStatus.REJECTED
-    assert [(e.trace_id, e.supports) for e in h.evidence] == [("tr-a", True), ("tr-b", False)]
+    assert [(e.trace_id, e.supports) for e in h.evidence] == [(t[0], True), (t[1], False)]
 
 
 def test_list_hypotheses_returns_all_oldest_first(client, run_id):
@@ -239,12 +245,12 @@ def test_list_hypotheses_of_new_analysis_is_empty(client, run_id):
 # ---------------------------------------------------------------- issues
 
 
-def test_create_issue_is_readable_by_get_issue(client, exp, run_id):
+def test_create_issue_is_readable_by_get_issue(client, exp, run_id, t):
     hid = client.create_hypothesis(run_id, "Pool exhaustion")
     iid = client.create_issue(
         run_id, "Database Connection Pool Exhaustion", description="Pool too small",
         severity="HIGH", hypothesis_id=hid,
-        evidence=[{"trace_id": "tr-001", "rationale": "45s delay"}, "tr-002: timeout after 30s"],
+        evidence=[{"trace_id": t[0], "rationale": "45s delay"}, f"{t[1]}: timeout after 30s"],
         assessments=["pool_exhaustion"],
     )
     issue = client.get_issue(iid, experiment_id=exp)
@@ -255,19 +261,19 @@ def test_create_issue_is_readable_by_get_issue(client, exp, run_id):
     assert issue.description == "Pool too small"
     assert issue.severity == Severity.HIGH
     assert issue.status == IssueStatus.OPEN
-    assert issue.trace_ids == ["tr-001", "tr-002"]
+    assert issue.trace_ids == [t[0], t[1]]
     assert issue.evidence[1].rationale == "timeout after 30s"
     assert issue.assessments == ["pool_exhaustion"]
     assert issue.resolution is None
 
 
-def test_update_issue_changes_severity_status_evidence_traces_resolution(client, exp, run_id):
+def test_update_issue_changes_severity_status_evidence_traces_resolution(client, exp, run_id, t):
     iid = client.create_issue(run_id, "Pool", severity="HIGH",
-                              evidence=[{"trace_id": "tr-001", "rationale": "delay"}])
+                              evidence=[{"trace_id": t[0], "rationale": "delay"}])
     updated = client.update_issue(
         run_id, iid, severity="CRITICAL", status="RESOLVED",
-        add_evidence=[{"trace_id": "tr-002", "rationale": "deadlock"}],
-        add_traces=["tr-006", "tr-001"],
+        add_evidence=[{"trace_id": t[1], "rationale": "deadlock"}],
+        add_traces=[t[5], t[0]],
         resolution="Increased pool size from 10 to 50",
     )
     issue = client.get_issue(iid, experiment_id=exp)
@@ -275,7 +281,7 @@ def test_update_issue_changes_severity_status_evidence_traces_resolution(client,
         assert got.severity == Severity.CRITICAL
         assert got.status == IssueStatus.RESOLVED
         assert got.resolution == "Increased pool size from 10 to 50"
-        assert got.trace_ids == ["tr-001", "tr-002", "tr-006"]
+        assert got.trace_ids == [t[0], t[1], t[5]]
         assert got.title == "Pool"
         assert got.source_run_id == run_id
 
@@ -286,17 +292,17 @@ def test_update_issue_located_by_experiment_without_run_id(client, exp, run_id):
     assert client.get_issue(iid, experiment_id=exp).status == IssueStatus.IN_PROGRESS
 
 
-def test_list_issues_sorted_by_distinct_trace_count_desc(client, exp, run_id):
+def test_list_issues_sorted_by_distinct_trace_count_desc(client, exp, run_id, t):
     # Three entries on one trace count once; the issue with two distinct traces ranks first.
     one_trace = client.create_issue(run_id, "one trace", evidence=[
-        {"trace_id": "tr-x", "rationale": "a"},
-        {"trace_id": "tr-x", "rationale": "b"},
-        {"trace_id": "tr-x", "rationale": "c"},
+        {"trace_id": t[0], "rationale": "a"},
+        {"trace_id": t[0], "rationale": "b"},
+        {"trace_id": t[0], "rationale": "c"},
     ])
     no_trace = client.create_issue(run_id, "no trace")
-    two_traces = client.create_issue(run_id, "two traces", evidence=["tr-y: a", "tr-z: b"])
+    two_traces = client.create_issue(run_id, "two traces", evidence=[f"{t[1]}: a", f"{t[2]}: b"])
     three_later = client.create_issue(run_id, "three later")
-    client.update_issue(run_id, three_later, add_traces=["tr-1", "tr-2", "tr-3"])
+    client.update_issue(run_id, three_later, add_traces=[t[3], t[4], t[5]])
     listed = client.list_issues(exp)
     assert [i.issue_id for i in listed] == [three_later, two_traces, one_trace, no_trace]
     assert [len(i.trace_ids) for i in listed] == [3, 2, 1, 0]
@@ -345,7 +351,9 @@ def test_preview_hypotheses_returns_real_traces(client, uri, exp, run_id):
     t = make_traces(uri, exp, 3)
     h1 = client.create_hypothesis(run_id, "H1", evidence=[{"trace_id": t[0], "rationale": "r"}])
     client.create_hypothesis(run_id, "H2", evidence=[f"{t[1]}: r"])
-    client.update_hypothesis(run_id, h1, add_traces=[t[2], "tr-not-in-store"])
+    with pytest.raises(NotFoundError, match="tr-not-in-store"):  # refused, nothing added
+        client.update_hypothesis(run_id, h1, add_traces=[t[2], "tr-not-in-store"])
+    client.update_hypothesis(run_id, h1, add_traces=[t[2]])
     traces = client.preview_hypotheses(run_id)
     assert all(isinstance(tr, Trace) for tr in traces)
     assert sorted(tr.info.trace_id for tr in traces) == sorted(t)
@@ -388,7 +396,7 @@ def test_preview_with_no_cited_traces_is_empty(client, exp, run_id):
 # ---------------------------------------------------------------- pitfalls
 
 
-def test_callers_active_run_stays_active_and_untouched(client, uri, exp):
+def test_callers_active_run_stays_active_and_untouched(client, uri, exp, t):
     mc = MlflowClient(uri)
     with mlflow.start_run(experiment_id=exp, run_name="caller") as caller:
         caller_id = caller.info.run_id
@@ -400,11 +408,11 @@ def test_callers_active_run_stays_active_and_untouched(client, uri, exp):
 
         run_id = client.create_analysis(exp, run_name="Inside")
         check()
-        hid = client.create_hypothesis(run_id, "H", evidence=["tr-1: r"])
+        hid = client.create_hypothesis(run_id, "H", evidence=[f"{t[0]}: r"])
         check()
-        client.update_hypothesis(run_id, hid, status="VALIDATED", add_traces=["tr-2"])
+        client.update_hypothesis(run_id, hid, status="VALIDATED", add_traces=[t[1]])
         check()
-        iid = client.create_issue(run_id, "I", evidence=["tr-1: r"])
+        iid = client.create_issue(run_id, "I", evidence=[f"{t[0]}: r"])
         check()
         client.update_issue(run_id, iid, status="RESOLVED")
         check()

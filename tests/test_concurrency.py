@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 from helpers.fixtures import sqlite_template, tracking_uri  # noqa: F401  (faster fresh stores)
-from helpers.insights_helpers import parent_runs
+from helpers.insights_helpers import make_traces, parent_runs
 from insights import InsightsClient
 
 
@@ -89,7 +89,9 @@ def last_set(changes: list[dict], field: str):
 def test_racing_first_analyses_end_under_exactly_one_parent(store, tmp_path, mode, round_):
     uri, exp = store
     mc = MlflowClient(uri)
-    results = run_workers(mode, WORKERS, {"uri": uri, "experiment_id": exp}, tmp_path)
+    traces = dict(zip((f"tr-w{i}" for i in range(WORKERS)), make_traces(uri, exp, WORKERS)))
+    results = run_workers(mode, WORKERS, {"uri": uri, "experiment_id": exp, "traces": traces},
+                          tmp_path)
     run_ids = sorted(r["run_id"] for r in results)
     assert len(set(run_ids)) == WORKERS
 
@@ -116,6 +118,12 @@ def test_racing_first_analyses_end_under_exactly_one_parent(store, tmp_path, mod
         assert sorted(i.source_run_id for i in issues) == run_ids
 
 
+def _worker_traces(uri: str, exp: str) -> dict[str, str]:
+    """A real trace for each (worker, update): evidence must cite traces that exist."""
+    names = [f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)]
+    return dict(zip(names, make_traces(uri, exp, len(names))))
+
+
 @rounds
 def test_concurrent_hypothesis_updates_keep_all_evidence(store, tmp_path, round_):
     uri, exp = store
@@ -123,15 +131,18 @@ def test_concurrent_hypothesis_updates_keep_all_evidence(store, tmp_path, round_
     mc = MlflowClient(uri)
     run_id = client.create_analysis(exp, run_name="Shared")
     hid = client.create_hypothesis(run_id, "Shared hypothesis")
+    traces = _worker_traces(uri, exp)
     results = run_workers("hypothesis", WORKERS, {
-        "uri": uri, "run_id": run_id, "hypothesis_id": hid, "updates": UPDATES}, tmp_path)
+        "uri": uri, "run_id": run_id, "hypothesis_id": hid, "updates": UPDATES,
+        "traces": traces}, tmp_path)
 
-    expected = {f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)}
+    expected = set(traces.values())
+    name_of = {v: k for k, v in traces.items()}
     for h in (client.get_hypothesis(run_id, hid), client.list_hypotheses(run_id)[0]):
         assert len(h.evidence) == WORKERS * UPDATES
         assert set(h.trace_ids) == expected
         for e in h.evidence:
-            worker, update = e.trace_id[len("tr-w"):].split("-u")
+            worker, update = name_of[e.trace_id][len("tr-w"):].split("-u")
             assert e.rationale == f"worker {worker} update {update}"
             assert e.supports is (int(update) % 2 == 0)
         written = {s for r in results for s in r["statuses"]}
@@ -148,10 +159,12 @@ def test_concurrent_issue_updates_keep_all_evidence(store, tmp_path, round_):
     mc = MlflowClient(uri)
     run_id = client.create_analysis(exp, run_name="Shared")
     iid = client.create_issue(run_id, "Shared issue", severity="LOW")
+    traces = _worker_traces(uri, exp)
     results = run_workers("issue", WORKERS, {
-        "uri": uri, "run_id": run_id, "issue_id": iid, "updates": UPDATES}, tmp_path)
+        "uri": uri, "run_id": run_id, "issue_id": iid, "updates": UPDATES,
+        "traces": traces}, tmp_path)
 
-    expected = {f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)}
+    expected = set(traces.values())
     [parent] = parent_runs(mc, exp)
     changes = journal_changes(mc, parent.info.run_id, f"insights_journal/issue_{iid}")
     assert len(changes) == 1 + WORKERS * UPDATES

@@ -75,15 +75,16 @@ def test_analysis_yaml_is_at_insights_analysis_yaml_with_prd_fields(setup):
 
 
 def test_hypothesis_yaml_is_in_the_analysis_run_with_prd_fields(setup):
-    client, mc, exp, _ = setup
+    client, mc, exp, uri = setup
+    t = make_traces(uri, exp, 2)
     run_id = client.create_analysis(exp, run_name="R")
     hid = client.create_hypothesis(
         run_id, "Pool exhaustion", testing_plan="plan",
-        evidence=[{"trace_id": "tr-1", "rationale": "delay", "supports": True}],
+        evidence=[{"trace_id": t[0], "rationale": "delay", "supports": True}],
         metrics={"p99": 31.5},
     )
     client.update_hypothesis(run_id, hid, status="VALIDATED",
-                             add_evidence=[{"trace_id": "tr-2", "rationale": "fast", "supports": False}])
+                             add_evidence=[{"trace_id": t[1], "rationale": "fast", "supports": False}])
     assert _snapshots(mc, run_id) == ["insights/analysis.yaml", f"insights/hypothesis_{hid}.yaml"]
     doc = read_artifact_yaml(mc, run_id, f"insights/hypothesis_{hid}.yaml")
     assert {"hypothesis_id", "statement", "testing_plan", "status", "evidence", "metrics",
@@ -94,15 +95,16 @@ def test_hypothesis_yaml_is_in_the_analysis_run_with_prd_fields(setup):
     assert doc["status"] == "VALIDATED"
     assert doc["metrics"] == {"p99": 31.5}
     assert [(e["trace_id"], e["rationale"], e["supports"]) for e in doc["evidence"]] == [
-        ("tr-1", "delay", True), ("tr-2", "fast", False)]
+        (t[0], "delay", True), (t[1], "fast", False)]
 
 
 def test_issue_yaml_is_in_the_parent_run_not_the_analysis_run(setup):
-    client, mc, exp, _ = setup
+    client, mc, exp, uri = setup
+    t = make_traces(uri, exp, 1)
     run_id = client.create_analysis(exp, run_name="R")
     hid = client.create_hypothesis(run_id, "H")
     iid = client.create_issue(run_id, "Pool", description="too small", severity="HIGH",
-                              hypothesis_id=hid, evidence=[{"trace_id": "tr-1", "rationale": "x"}],
+                              hypothesis_id=hid, evidence=[{"trace_id": t[0], "rationale": "x"}],
                               assessments=["pool"])
     client.update_issue(run_id, iid, status="RESOLVED", resolution="bigger pool")
     [parent] = parent_runs(mc, exp)
@@ -120,7 +122,7 @@ def test_issue_yaml_is_in_the_parent_run_not_the_analysis_run(setup):
     assert doc["severity"] == "HIGH" and doc["status"] == "RESOLVED"
     assert doc["resolution"] == "bigger pool"
     assert doc["assessments"] == ["pool"]
-    assert [(e["trace_id"], e["rationale"]) for e in doc["evidence"]] == [("tr-1", "x")]
+    assert [(e["trace_id"], e["rationale"]) for e in doc["evidence"]] == [(t[0], "x")]
 
 
 def test_evidence_traces_are_linked_to_the_analysis_run(setup):

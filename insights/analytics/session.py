@@ -9,7 +9,9 @@ assessments updated since. If the count still disagrees afterwards (deleted or b
 traces) the cache is rebuilt.
 
 Safety: the connection is sandboxed once, when it opens (no file access beyond the cache
-folder, configuration locked), so Trace SQL can neither read files nor write; every use of
+folder, and DuckDB refuses to turn external access back on), so Trace SQL can neither read
+files nor write; Trace SQL itself is one parsed SELECT with no SET, PRAGMA or table function
+(see ``sql``), and each query may only change the memory cap it runs under. Every use of
 the connection holds ``lock``, so one session may serve several threads. When another
 process holds the cache file, the session works in memory instead.
 
@@ -57,6 +59,7 @@ class AnalyticsSession:
         self.lock = threading.RLock()
         self.path = cache_path(self.tracking_uri, self.experiment_id)
         self.closed = False
+        self.memory = "2GB"  # the memory limit set when the connection opens
         self._source = source
         self._con: duckdb.DuckDBPyConnection | None = None
 
@@ -98,11 +101,12 @@ class AnalyticsSession:
             con = duckdb.connect(str(self.path))
         except duckdb.IOException:  # another process holds the file: work in memory
             con = duckdb.connect()
+        memory = os.environ.get("INSIGHTS_DUCKDB_MEMORY", "2GB")
+        if not _MEMORY.match(memory):
+            raise InvalidInputError(f"INSIGHTS_DUCKDB_MEMORY must look like 2GB, got {memory!r}")
+        self.memory = memory.strip()
         if not _locked(con):  # a second session on the same file shares the first's settings
-            memory = os.environ.get("INSIGHTS_DUCKDB_MEMORY", "2GB")
-            if not _MEMORY.match(memory):
-                raise InvalidInputError(f"INSIGHTS_DUCKDB_MEMORY must look like 2GB, got {memory!r}")
-            con.execute(f"SET memory_limit = '{memory.strip()}'")
+            con.execute(f"SET memory_limit = '{self.memory}'")
             con.execute("SET enable_progress_bar = false")
             con.execute("SET preserve_insertion_order = false")
         con.execute(DDL)
@@ -125,12 +129,11 @@ class AnalyticsSession:
             con.execute("SET threads = 1")
 
     def _sandbox(self, con: duckdb.DuckDBPyConnection) -> None:
-        """No file access beyond the cache folder (spills) and no more configuration changes."""
+        """No file access beyond the cache folder (spills); DuckDB refuses to undo this."""
         if _locked(con):
             return
         con.execute("SET allowed_directories = ?", [[str(self.path.parent)]])
         con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
 
     def close(self) -> None:
         """Close the DuckDB connection and the source's; safe to call twice."""
@@ -252,7 +255,8 @@ class AnalyticsSession:
 
 
 def _locked(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(con.execute("SELECT current_setting('lock_configuration')").fetchone()[0])
+    """Already sandboxed: another session in this process opened the same database file."""
+    return not con.execute("SELECT current_setting('enable_external_access')").fetchone()[0]
 
 
 def _meta(con: duckdb.DuckDBPyConnection) -> dict:

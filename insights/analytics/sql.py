@@ -2,10 +2,13 @@
 
 Why Spark SQL: the investigation playbook writes queries like
 ``size(filter(spans, s -> s.status_code = 'ERROR'))``; sqlglot turns them into DuckDB SQL.
-Safety: a query must be one SELECT/WITH statement that reads only ``traces`` (or its own
-CTEs); anything else is refused before it runs, and it then runs on the session's connection,
-whose external access is disabled and configuration locked, so it can neither read files
-nor write.
+Safety: a query must be one SELECT/WITH statement that reads only ``traces`` (or CTEs visible
+in the scope that names them), calls no table function and none of DuckDB's functions that
+reveal or touch the system; anything else is refused before it runs. It then runs on the
+session's connection, whose external access is disabled (see ``session``), under a time limit
+(``con.interrupt()`` from a timer) and a memory cap, and only a bounded result is fetched.
+Functions whose output size is set by an argument (repeat, lpad, sequence...) are guarded so
+one call cannot build a huge value.
 Speed: a query that touches only scalar columns runs on the light per-trace table and never
 loads span payloads; others use the nested table built (once, then incrementally) in the cache.
 """
@@ -14,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -43,6 +48,34 @@ VIEWS = {
     "full": ("traces_full", """
         CREATE OR REPLACE TEMP VIEW traces_full AS SELECT * FROM traces"""),
 }
+# Limits a user can raise: SDK keyword arguments, CLI options, or these environment variables.
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MEMORY = "1GB"
+TIMEOUT_ENV = "INSIGHTS_SQL_TIMEOUT"
+MEMORY_ENV = "INSIGHTS_SQL_MEMORY"
+RESULT_BYTES_ENV = "INSIGHTS_SQL_MAX_RESULT_MB"
+DEFAULT_RESULT_MB = 100
+MAX_VALUE_SIZE = 1_000_000  # characters or list elements one sized call may build
+_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.I)
+_FETCH_BATCH = 1_000
+
+# Tables and CTE names a query may never shadow or read: the cache's own tables and views
+# and DuckDB's catalog functions/views (matched as prefixes where they end with "_").
+_RESERVED_NAMES = ("trace_rows", "span_rows", "assessment_rows", "span_lists", "cache_meta",
+                   "traces_light", "traces_spans_lite", "traces_full", "information_schema",
+                   "pg_catalog", "duckdb_", "pragma_", "sqlite_", "temp", "main", "system")
+# Functions refused anywhere in a query: they read files, run SQL text, reveal the
+# environment or settings, or change state. Names ending with "_" are prefixes.
+_DENIED_FUNCTIONS = (
+    "read_", "sniff_", "parquet_", "glob", "sqlite_", "duckdb_", "pragma_", "iceberg_",
+    "delta_", "postgres_", "mysql_", "http", "query", "query_table", "getenv",
+    "current_setting", "current_query", "json_execute_serialized_sql", "json_serialize_sql",
+    "json_deserialize_sql", "nextval", "currval", "setseed", "getvariable", "which_secret",
+    "load_", "install_", "checkpoint", "force_checkpoint", "enable_", "disable_",
+    "set_config", "txid_", "pg_", "has_", "current_database", "current_schema",
+    "current_schemas", "current_user", "session_user", "user", "version", "platform",
+    "sql_auto_complete", "arrow_scan", "python_", "test_", "export_", "import_",
+)
 _FIRST_WORD = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*([A-Za-z(]+)", re.S)
 
 
@@ -61,12 +94,16 @@ class SqlResult:
 
 
 def execute_sql(session: AnalyticsSession, sql: str, max_rows: int | None = 10_000,
-                progress=None) -> SqlResult:
+                progress=None, *, timeout: float | None = None,
+                max_memory: str | None = None) -> SqlResult:
     """Run one read-only Spark SQL query over the session's `traces` table.
 
-    Raises InvalidInputError for anything but a single SELECT/WITH over `traces`, for parse
-    errors and for unknown columns or functions; TrackingServerError if the store is down.
+    ``timeout`` (seconds) and ``max_memory`` (e.g. "2GB") default to $INSIGHTS_SQL_TIMEOUT /
+    $INSIGHTS_SQL_MEMORY, else 30 s and 1GB. Raises InvalidInputError for anything but a
+    single SELECT/WITH over `traces`, for parse errors, unknown columns or functions and a
+    query that exceeds a limit; TrackingServerError if the store is down.
     """
+    timeout, max_memory = sql_limits(timeout, max_memory)
     tree = parse_query(sql)
     level = data_level(tree)
     view, ddl = VIEWS[level]
@@ -74,7 +111,8 @@ def execute_sql(session: AnalyticsSession, sql: str, max_rows: int | None = 10_0
     with session.using(progress) as con:
         prepare(session, level)
         con.execute(ddl)
-        return run(con, duck_sql, max_rows)
+        return run(con, duck_sql, max_rows, timeout=timeout, max_memory=max_memory,
+                   session_memory=session.memory)
 
 
 def prepare(session: AnalyticsSession, level: str) -> None:
@@ -108,7 +146,8 @@ def parse_query(sql: str) -> exp.Expression:
         if isinstance(node, forbidden):
             raise InvalidInputError(f"refused {node.key.upper()} inside a query; read-only SQL only")
     _check_tables(tree)
-    return _spark_lambdas(tree)
+    _check_functions(tree)
+    return _guard_sizes(_spark_lambdas(tree))
 
 
 def _spark_lambdas(tree: exp.Expression) -> exp.Expression:
@@ -129,14 +168,131 @@ def _spark_lambdas(tree: exp.Expression) -> exp.Expression:
 
 
 def _check_tables(tree: exp.Expression) -> None:
-    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    """Every table must be `traces` or a CTE visible where it is named, never a function.
+
+    Scopes matter: a CTE defined inside a subquery is invisible to the outer query, and a
+    CTE is visible only to the CTEs after it (itself too in WITH RECURSIVE), exactly as
+    DuckDB binds them. Otherwise ``WITH trace_rows AS (...)`` in a subquery would let the
+    outer query read the cache's real ``trace_rows``. CTE names that shadow internal tables
+    or DuckDB's catalog are refused outright.
+    """
+    for cte in tree.find_all(exp.CTE):
+        if _reserved(cte.alias_or_name):
+            raise InvalidInputError(f"CTE name {cte.alias_or_name!r} is reserved; pick another")
     for table in tree.find_all(exp.Table):
         name = table.name.lower()
         if not isinstance(table.this, exp.Identifier) or table.args.get("db"):
             raise InvalidInputError("only the `traces` table can be queried "
                                     "(table functions and other tables are refused)")
-        if name != "traces" and name not in ctes:
+        if name != "traces" and name not in _visible_ctes(table):
             raise InvalidInputError(f"unknown table {table.name!r}; query the `traces` table")
+
+
+def _visible_ctes(node: exp.Expression) -> set[str]:
+    """CTE names in scope at ``node``, bound as DuckDB binds them: walking up, each enclosing
+    query's WITH adds all its CTEs when ``node`` is in the query's body, only the earlier
+    ones when ``node`` is inside a CTE definition. A CTE sees itself only in the recursive
+    (right-hand) side of a WITH RECURSIVE union; anywhere else DuckDB reads the real table.
+    """
+    names: set[str] = set()
+    child, parent = node, node.parent
+    while parent is not None:
+        if isinstance(parent, exp.With):
+            ctes = list(parent.expressions)
+            at = next((i for i, c in enumerate(ctes) if c is child), len(ctes))
+            names |= {c.alias_or_name.lower() for c in ctes[:at]}
+            body = child.this if isinstance(child, exp.CTE) else None
+            if (parent.args.get("recursive") and isinstance(body, exp.Union)
+                    and _inside(node, body.expression)):
+                names.add(child.alias_or_name.lower())
+        elif isinstance(parent, exp.Query):
+            with_ = parent.args.get("with_")
+            if with_ is not None and child is not with_:
+                names |= {c.alias_or_name.lower() for c in with_.expressions}
+        child, parent = parent, parent.parent
+    return names
+
+
+def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
+def _reserved(name: str) -> bool:
+    name = name.lower()
+    return any(name.startswith(r) if r.endswith("_") else name == r for r in _RESERVED_NAMES)
+
+
+def _check_functions(tree: exp.Expression) -> None:
+    """Refuse functions that read files, run SQL text or reveal/touch the system."""
+    for func in tree.find_all(exp.Func):
+        names = {func.key.lower()}
+        if isinstance(func, exp.Anonymous):
+            names.add(str(func.this).lower())
+        else:
+            names.add(func.sql_name().lower())
+        for name in names:
+            if any(name.startswith(d) if d.endswith("_") else name == d
+                   for d in _DENIED_FUNCTIONS):
+                raise InvalidInputError(f"function {name}() is not allowed in trace SQL")
+
+
+def _guard_sizes(tree: exp.Expression) -> exp.Expression:
+    """Make calls whose output size is an argument fail fast instead of building a huge value.
+
+    DuckDB neither checks interrupts inside one function call nor counts such strings
+    against its memory limit, so ``repeat('x', 1000000000)`` would run for many seconds
+    whatever the time limit. Each size argument becomes ``CASE WHEN size > cap THEN
+    error(...) ELSE size END``.
+    """
+    def guarded(size: exp.Expression, value: exp.Expression, what: str) -> exp.Expression:
+        msg = f"{what} would build a value over {MAX_VALUE_SIZE:,} characters or elements"
+        return exp.Case(ifs=[exp.If(this=exp.GT(this=exp.paren(size, copy=False),
+                                                 expression=exp.Literal.number(MAX_VALUE_SIZE)),
+                                    true=exp.Anonymous(this="error",
+                                                       expressions=[exp.Literal.string(msg)]))],
+                        default=value)
+
+    def length_of(arg: exp.Expression) -> exp.Expression:
+        return exp.Coalesce(this=exp.Length(this=arg.copy()), expressions=[exp.Literal.number(0)])
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Repeat):  # repeat(s, n): n * length(s) characters
+            n = node.args["times"]
+            size = exp.Mul(this=exp.paren(n.copy(), copy=False),
+                           expression=length_of(node.this))
+            node.set("times", guarded(size, n.copy(), "repeat()"))
+        elif isinstance(node, exp.Pad):  # lpad/rpad(s, n, fill): n characters
+            n = node.expression
+            node.set("expression", guarded(n.copy(), n.copy(), "lpad()/rpad()"))
+        elif isinstance(node, exp.Space):
+            node.set("this", guarded(node.this.copy(), node.this.copy(), "space()"))
+        elif isinstance(node, exp.GenerateSeries):  # sequence(a, b[, step])
+            start, end = node.args["start"], node.args["end"]
+            step = node.args.get("step")
+            span = exp.Abs(this=exp.Sub(this=exp.paren(end.copy(), copy=False),
+                                        expression=exp.paren(start.copy(), copy=False)))
+            size = span if step is None else exp.Div(
+                this=span, expression=exp.Greatest(this=exp.Abs(this=step.copy()),
+                                                   expressions=[exp.Literal.number(1)]))
+            node.set("end", guarded(size, end.copy(), "sequence()"))
+        elif isinstance(node, exp.Anonymous) and str(node.this).lower() in (
+                "array_repeat", "range", "list_resize", "array_resize") \
+                and len(node.expressions) >= 2 - (str(node.this).lower() == "range"):
+            args = list(node.expressions)
+            i = 0 if len(args) == 1 else 1  # range(n) / range(a, b) / array_repeat(x, n)
+            size = args[i]
+            if str(node.this).lower() == "range" and len(args) >= 2:
+                size = exp.Abs(this=exp.Sub(this=exp.paren(args[1].copy(), copy=False),
+                                            expression=exp.paren(args[0].copy(), copy=False)))
+            args[i] = guarded(size.copy(), args[i].copy(), f"{str(node.this).lower()}()")
+            node.set("expressions", args)
+        return node
+
+    return tree.transform(rewrite)
 
 
 def data_level(tree: exp.Expression) -> str:
@@ -218,18 +374,99 @@ def _fast_unnest(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
+def sql_limits(timeout: float | None = None, max_memory: str | None = None) -> tuple[float, str]:
+    """Resolve the time limit (seconds) and memory cap: argument, else env var, else default."""
+    raw_t = timeout if timeout is not None else os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(raw_t)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"time limit must be a number of seconds, got {raw_t!r}") from None
+    if isinstance(raw_t, bool) or not seconds > 0 or seconds != seconds:
+        raise InvalidInputError(f"time limit must be a positive number of seconds, got {raw_t!r}")
+    memory = max_memory if max_memory is not None else os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY
+    m = _MEMORY_RE.match(str(memory))
+    if not m or float(m.group(1)) <= 0:
+        raise InvalidInputError(f"memory limit must look like '512MB' or '2GB', got {memory!r}")
+    return seconds, f"{m.group(1)}{m.group(2).upper()}"
+
+
 def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
-        params: dict | None = None) -> SqlResult:
-    """Execute on a sandboxed session connection (see ``session``), then fetch rows."""
+        params: dict | None = None, *, timeout: float | None = None, max_memory: str | None = None,
+        session_memory: str | None = None) -> SqlResult:
+    """Execute (binding ``params``) under a time limit and a memory cap on a sandboxed
+    connection; fetch a bounded result (at most ``max_rows`` rows and
+    $INSIGHTS_SQL_MAX_RESULT_MB of values).
+
+    Afterwards the connection's memory limit goes back to ``session_memory`` (default: what
+    the session configures, $INSIGHTS_DUCKDB_MEMORY or 2GB), so a shared session keeps its
+    normal budget for loading the cache. It is passed in rather than read back because
+    DuckDB reports the setting rounded down, and restoring that would shrink it every call.
+    """
+    timeout, max_memory = sql_limits(timeout, max_memory)
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                 or max_rows < 1):
+        raise InvalidInputError(f"max_rows must be a positive integer, got {max_rows!r}")
+    normal_memory = session_memory or os.environ.get("INSIGHTS_DUCKDB_MEMORY", "2GB")
+    con.execute(f"SET memory_limit = '{max_memory}'")
+    timer = threading.Timer(timeout, con.interrupt)
+    timer.daemon = True
+    timer.start()
     try:
         cur = con.execute(duck_sql, params) if params else con.execute(duck_sql)
         columns = [d[0] for d in cur.description]
-        rows = cur.fetchmany(max_rows + 1) if max_rows else cur.fetchall()
+        rows, truncated = _fetch_bounded(cur, max_rows)
+    except duckdb.InterruptException as exc:
+        raise InvalidInputError(
+            f"query exceeded the {timeout:g} s time limit (raise with --timeout or "
+            f"${TIMEOUT_ENV})") from exc
+    except duckdb.OutOfMemoryException as exc:
+        raise InvalidInputError(
+            f"query exceeded the {max_memory} memory limit (raise with --max-memory or "
+            f"${MEMORY_ENV})") from exc
     except duckdb.Error as exc:
         raise InvalidInputError(f"SQL error: {_one_line(str(exc))}") from exc
-    truncated = bool(max_rows) and len(rows) > max_rows
-    rows = rows[:max_rows] if truncated else rows
-    return SqlResult(columns, [[_jsonable(v) for v in r] for r in rows], truncated, duck_sql)
+    finally:
+        timer.cancel()
+        con.execute(f"SET memory_limit = '{normal_memory}'")
+    return SqlResult(columns, rows, truncated, duck_sql)
+
+
+def _fetch_bounded(cur: duckdb.DuckDBPyConnection, max_rows: int | None) -> tuple[list, bool]:
+    """Fetch in batches, never the whole result: stop past ``max_rows`` rows or the byte
+    budget. Returns JSON-able rows and whether anything was left unfetched."""
+    budget = _result_budget()
+    rows: list[list] = []
+    size = 0
+    while True:
+        want = _FETCH_BATCH if max_rows is None else min(_FETCH_BATCH, max_rows + 1 - len(rows))
+        batch = cur.fetchmany(want)
+        if not batch:
+            return rows, False
+        for raw in batch:
+            row = [_jsonable(v) for v in raw]
+            size += _approx_bytes(row)
+            if (max_rows is not None and len(rows) >= max_rows) or size > budget:
+                return rows, True
+            rows.append(row)
+
+
+def _result_budget() -> int:
+    raw = os.environ.get(RESULT_BYTES_ENV) or DEFAULT_RESULT_MB
+    try:
+        return max(1, int(float(raw) * 1_000_000))
+    except ValueError:
+        raise InvalidInputError(f"${RESULT_BYTES_ENV} must be a number of MB, got {raw!r}") from None
+
+
+def _approx_bytes(v) -> int:
+    """Rough size of a JSON-able value: string lengths plus 8 per scalar."""
+    if isinstance(v, str):
+        return len(v) + 8
+    if isinstance(v, dict):
+        return sum(_approx_bytes(k) + _approx_bytes(x) for k, x in v.items()) + 8
+    if isinstance(v, list):
+        return sum(_approx_bytes(x) for x in v) + 8
+    return 8
 
 
 def _one_line(msg: str) -> str:

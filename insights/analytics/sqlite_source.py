@@ -24,7 +24,7 @@ import gc
 import importlib.util
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 import duckdb

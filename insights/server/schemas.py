@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from insights.models import AnalysisStatus, HypothesisStatus, IssueStatus, Severity
+from insights.models import (NOTE_MAX_CHARS, STATEMENT_MAX_CHARS, TITLE_MAX_CHARS, AnalysisStatus,
+                             HypothesisStatus, IssueStatus, Severity)
 
 
 def _to_str(value: Any) -> Any:
@@ -27,7 +28,7 @@ def _upper(value: Any) -> Any:
 
 Id = Annotated[str, BeforeValidator(_to_str), StringConstraints(strip_whitespace=True, min_length=1,
                                                                  max_length=256)]
-Text = Annotated[str, StringConstraints(max_length=100_000)]
+Text = Annotated[str, StringConstraints(max_length=NOTE_MAX_CHARS)]
 SeverityIn = Annotated[Severity, BeforeValidator(_upper)]
 IssueStatusIn = Annotated[IssueStatus, BeforeValidator(_upper)]
 HypothesisStatusIn = Annotated[HypothesisStatus, BeforeValidator(_upper)]
@@ -97,7 +98,7 @@ class UpdateAnalysisBody(RunBody):
 
 
 class CreateHypothesisBody(RunBody):
-    statement: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+    statement: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=STATEMENT_MAX_CHARS)]
     testing_plan: Text = ""
     rationale: Text | None = None
 
@@ -113,7 +114,7 @@ class AddEvidenceToHypothesisBody(HypothesisBody):
 
 
 class CreateIssueFromHypothesisBody(HypothesisBody):
-    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+    title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=TITLE_MAX_CHARS)] | None = None
     description: Text | None = None
     severity: SeverityIn = Severity.MEDIUM
     include_refuting: bool = False
@@ -123,7 +124,7 @@ class UpdateIssueBody(IssueBody):
     status: IssueStatusIn | None = None
     severity: SeverityIn | None = None
     resolution: Text | None = None
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] | None = None
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS)] | None = None
     description: Text | None = None
 
 

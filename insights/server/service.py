@@ -298,6 +298,9 @@ def log_issue_assessments(client: InsightsClient, issue: Issue, experiment_id: s
             logged.append({"trace_id": trace_id, "assessment_id": result.assessment_id})
         except NotFoundError as exc:
             failed.append({"trace_id": trace_id, "message": str(exc)})
+    if not logged:  # nothing logged (no traces, or all failed): the issue is not marked
+        return {"issue": issue_json(issue), "assessment_name": name, "logged_count": 0,
+                "already_logged": False, "failed": failed, "assessment_ids": []}
     updated = client.update_issue(
         issue_id=issue.issue_id, experiment_id=experiment_id, add_assessments=[name],
         metadata={"assessments_logged": True, "assessment_name": name,

@@ -62,7 +62,7 @@ def test_connection_is_sandboxed_and_refresh_still_reads_the_store(fresh_store, 
         execute_sql(session, COUNT)
         with pytest.raises(duckdb.Error, match="disabled"):
             session.con.execute(f"SELECT * FROM read_csv('{secret}')").fetchall()
-        with pytest.raises(duckdb.Error, match="locked"):
+        with pytest.raises(duckdb.Error, match="while database is running"):
             session.con.execute("SET enable_external_access = true")
         log_agent_traces(exp, 3, 3)
         assert execute_sql(session, COUNT).rows[0][0] == 6

@@ -2,6 +2,7 @@
 
 Usage: python concurrency_worker.py MODE BARRIER_DIR INDEX JSON_ARGS
 Each worker builds its own InsightsClient from the tracking URI and prints one JSON line.
+Evidence cites real traces: JSON_ARGS["traces"] maps names like "tr-w0-u1" to trace ids.
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ def main() -> None:
         if mode == "analysis_issue":
             out["issue_id"] = client.create_issue(
                 run_id, f"issue of worker {index}",
-                evidence=[{"trace_id": f"tr-w{index}", "rationale": f"worker {index}"}])
+                evidence=[{"trace_id": args["traces"][f"tr-w{index}"],
+                           "rationale": f"worker {index}"}])
     elif mode == "hypothesis":
         written = []
         for k in range(args["updates"]):
             status = HYPOTHESIS_STATUSES[(index + k) % len(HYPOTHESIS_STATUSES)]
             client.update_hypothesis(
                 args["run_id"], args["hypothesis_id"], status=status,
-                add_evidence=[{"trace_id": f"tr-w{index}-u{k}",
+                add_evidence=[{"trace_id": args["traces"][f"tr-w{index}-u{k}"],
                                "rationale": f"worker {index} update {k}",
                                "supports": k % 2 == 0}])
             written.append(status)
@@ -63,7 +65,7 @@ def main() -> None:
             severity = SEVERITIES[(index + k) % len(SEVERITIES)]
             client.update_issue(
                 args["run_id"], args["issue_id"], status=status, severity=severity,
-                add_evidence=[f"tr-w{index}-u{k}: worker {index} update {k}"])
+                add_evidence=[f"{args['traces'][f'tr-w{index}-u{k}']}: worker {index} update {k}"])
             written.append([status, severity])
         out["written"] = written
     else:
