@@ -49,7 +49,7 @@ class MlflowServer:
     the migrated template (no migrations at start-up). It runs in its own process group so
     ``stop()`` ends the workers too."""
 
-    START_TIMEOUT_S = 90
+    START_TIMEOUT_S = 180  # generous: a loaded 2-core machine can take minutes
 
     def __init__(self, root: Path, *, extra_args: tuple[str, ...] = (), workers: int = 2,
                  env: dict[str, str] | None = None):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,26 +33,6 @@ COMMANDS = [
 ]
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def _migrated_sqlite(tmp_path_factory) -> Path:
-    """One SQLite file with MLflow's schema, made once: migrating a fresh store costs seconds."""
-    path = tmp_path_factory.mktemp("template") / "template.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture()
-def tracking_uri(tmp_path, monkeypatch, _migrated_sqlite):
-    """conftest's fresh SQLite store, made by copying the migrated template (same contract)."""
-    shutil.copy(_migrated_sqlite, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    mlflow.set_tracking_uri(None)
 
 
 # ---------------------------------------------------------------------- helpers

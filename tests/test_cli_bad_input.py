@@ -31,6 +31,7 @@ from mlflow.entities import MlflowExperimentLocation, ViewType
 from typer.testing import CliRunner
 
 from insights.cli import app
+from helpers.fixtures import copy_template
 
 runner = CliRunner()
 UNKNOWN = "0123456789abcdef0123456789abcdef"  # well-formed, exists nowhere
@@ -100,7 +101,7 @@ def _build(uri: str, artifact_location: str | None) -> World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
     root = tmp_path_factory.mktemp("bad-input")
-    w = _build(f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri())
+    w = _build(copy_template(root / "mlflow.db"), (root / "artifacts").as_uri())
     w.db, w.artifact_dir = root / "mlflow.db", root / "artifacts"
     return w
 

@@ -14,6 +14,7 @@ from agent.demo_app import (
     build_demo_corpus,
 )
 from agent.demo_app.corpus import EXPORT_TUNING
+from helpers.fixtures import copy_template
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 N = 120
@@ -144,7 +145,7 @@ def check_harmless_requests_are_spanish_and_behave_like_the_rest(built) -> None:
 
 
 def test_caller_state_is_restored_and_seed_fixes_the_corpus(tracking_uri: str, tmp_path) -> None:
-    other = f"sqlite:///{tmp_path / 'other.db'}"
+    other = copy_template(tmp_path / "other.db")  # a migrated store: skips MLflow's migrations
     env_before = {k: os.environ.get(k) for k in EXPORT_TUNING}
     active_before = mlflow.tracking.fluent._active_experiment_id
     first = build_demo_corpus(other, n_traces=15, seed=3, experiment_name="a", start=START)
@@ -165,7 +166,7 @@ def test_same_seed_gives_the_same_trace_ids_and_leaves_global_random_alone(tmp_p
     expected_next = random.Random(1234).random()
     ids = []
     for name in ("one", "two"):
-        uri = f"sqlite:///{tmp_path / f'{name}.db'}"
+        uri = copy_template(tmp_path / f"{name}.db")  # a migrated store: skips migrations
         ids.append(sorted(build_demo_corpus(uri, n_traces=12, seed=5, experiment_name="x",
                                             start=START).trace_ids))
     assert ids[0] == ids[1]
