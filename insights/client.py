@@ -269,7 +269,8 @@ class InsightsClient:
         self._link(run_id, [e.trace_id for e in entries])
         state = journal.update(self._client, run_id, "hypothesis", hypothesis_id, change,
                                current=doc)
-        return _hypothesis_model(state, run_id, hypothesis_id, _where("hypothesis", hypothesis_id, run_id))
+        return _hypothesis_model(state, run_id, hypothesis_id,
+                                 _where("hypothesis", hypothesis_id, run_id))
 
     def update_issue(
         self,
@@ -676,7 +677,8 @@ def _entity(model, doc: dict[str, Any], where: str, **defaults: Any):
                            f"{field}: {err.get('msg', 'invalid')}") from None
 
 
-def _hypothesis_model(doc: dict[str, Any], run_id: str, hypothesis_id: str, where: str) -> Hypothesis:
+def _hypothesis_model(doc: dict[str, Any], run_id: str, hypothesis_id: str,
+                      where: str) -> Hypothesis:
     return _entity(Hypothesis, doc, where, run_id=run_id, hypothesis_id=hypothesis_id)
 
 

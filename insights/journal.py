@@ -90,7 +90,8 @@ def fingerprint(state: dict[str, Any]) -> str:
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
-        return [[str(k), _canonical(v)] for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))]
+        items = sorted(value.items(), key=lambda kv: str(kv[0]))
+        return [[str(k), _canonical(v)] for k, v in items]
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     return value
@@ -289,9 +290,9 @@ def outside_edit(current: dict[str, Any] | None, entries: list[Entry],
     """(file name, change) recording how ``current`` differs from what the journal produced.
 
     ``None`` when the snapshot is absent or is exactly a state the journal folded. Changes
-    named from ``before`` on (when ``current`` was read) came later than the edit. Removals (a field, a
-    metadata key, an evidence entry) are honoured only when the snapshot carries our marker,
-    i.e. it is known whole; otherwise the import only adds and changes.
+    named from ``before`` on (when ``current`` was read) came later than the edit. Removals
+    (a field, a metadata key, an evidence entry) are honoured only when the snapshot carries
+    our marker, i.e. it is known whole; otherwise the import only adds and changes.
     """
     if current is None:
         return None

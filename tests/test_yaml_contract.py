@@ -33,7 +33,7 @@ HID = "0a1b2c3d4e5f40718293a4b5c6d7e8f9"
 IID = "f9e8d7c6b5a4493827161504f3e2d1c0"
 
 
-# ---------------------------------------------------------------------- files as another tool writes them
+# ---------------------------------------------------------------------- files from another tool
 
 
 def foreign_runs(mc: MlflowClient, exp: str) -> tuple[str, str]:
@@ -264,7 +264,8 @@ def test_lists_name_unreadable_files_in_warnings_and_list_the_others(broken):
     assert [h.hypothesis_id for h in hyps] == [broken["hid"]]
     assert [i.issue_id for i in issues] == [broken["iid"]]
     assert len(hyps.warnings) == 2 and len(issues.warnings) == 2
-    assert "insights/hypothesis_bad.yaml" in hyps.warnings[0] and "not valid YAML" in hyps.warnings[0]
+    assert "insights/hypothesis_bad.yaml" in hyps.warnings[0]
+    assert "not valid YAML" in hyps.warnings[0]
     assert "insights/hypothesis_empty.yaml" in hyps.warnings[1] and "empty" in hyps.warnings[1]
     assert "insights/issue_bad.yaml" in issues.warnings[0]
     assert "insights/issue_empty.yaml" in issues.warnings[1]
