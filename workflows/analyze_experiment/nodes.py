@@ -327,6 +327,7 @@ def confirm_plans(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
         default = {"decisions": {p["hypothesis_id"]: "accept" for p in plans}}
         answer = ask(ctx, "confirm_plan", {"plans": plans, "untestable": untestable}, default)
         decisions = {**default["decisions"], **(answer.get("decisions") or {})}
+    apply_edits(ctx, state, answer)   # hypotheses added here wait for the next pass (plans_route)
     for p in plans:
         hid, plan = p["hypothesis_id"], mapped[p["hypothesis_id"]].plan
         if str(decisions.get(hid, "accept")).lower() == "reject":
@@ -342,7 +343,6 @@ def confirm_plans(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
         ctx.client.update_hypothesis(state["run_id"], u["hypothesis_id"], metadata={
             "plan_review": "untestable offline", "offline_untestable": u["reason"]})
         say(f"not testable offline: {u['statement']}: {u['reason']}", hypothesis_id=u["hypothesis_id"])
-    apply_edits(ctx, state, answer)
     return {} if _done(state, "confirm_plans") else _mark(ctx, state, "confirm_plans")
 
 
