@@ -541,8 +541,11 @@ def _is_note(item: Any) -> bool:
 
 
 def _note_entries(notes: list[str], trace_ids: list[str]) -> list[EvidenceEntry]:
-    """Each plain sentence becomes evidence on the traces this update adds (``add_traces``, else
-    the other evidence given with it), or else on the hypothesis's traces; with no trace to attach it to, the error names the form that works."""
+    """Each plain sentence becomes evidence on the traces this update adds (``add_traces``,
+    else the other evidence given with it), or else on the hypothesis's traces. With no trace
+    to attach it to, the error names the form that works."""
+    if any(not note.strip() for note in notes):
+        raise InvalidInputError("Evidence must not be empty: give 'TRACE_ID: rationale' or a dict")
     if notes and not trace_ids:
         raise InvalidInputError(
             f"Evidence {notes[0][:60]!r} names no trace and the hypothesis has none yet: pass "

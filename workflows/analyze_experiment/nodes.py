@@ -294,7 +294,7 @@ def edit_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
                                          metadata={"abandoned_by": "person",
                                                    "declined": "declined at the hypotheses review"})
     say(f"{len(listed)} declined hypotheses set aside untested")
-    return {**_mark(ctx, state, "edit_hypotheses", hypotheses_review="declined"),
+    return {**_mark(ctx, state, "edit_hypotheses", hypotheses_review="declined, list set aside"),
             "hypotheses_declined": False}
 
 
