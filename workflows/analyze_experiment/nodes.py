@@ -276,7 +276,7 @@ def edit_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
     if _done(state, "edit_hypotheses"):
         return {}
     if not state.get("hypotheses_declined"):
-        return _mark(ctx, state, "edit_hypotheses")
+        return {}   # nothing to edit: the phase stays where the review left it
     listed = [h for h in ctx.client.list_hypotheses(state["run_id"]) if h.status.value == "TESTING"]
     items = [{"hypothesis_id": h.hypothesis_id, "statement": h.statement, "rationale": h.rationale,
               "testing_plan": h.testing_plan} for h in listed]
@@ -308,7 +308,7 @@ def confirm_plans(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
     ctx = runtime.context
     waiting = [h for h in ctx.client.list_hypotheses(state["run_id"]) if needs_plan(h)]
     if not waiting:
-        return {} if _done(state, "confirm_plans") else _mark(ctx, state, "confirm_plans")
+        return {}
     from agent.statements import map_statement, tag_values
 
     toolkit = _toolkit(ctx, state)
