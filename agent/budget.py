@@ -24,6 +24,11 @@ class ModelBudget(BaseCallbackHandler):
         self.calls = 0
         self.tokens = 0
 
+    def restore(self, calls: int, tokens: int) -> None:
+        """Count what earlier processes spent on the same analysis (never lowers the count)."""
+        self.calls = max(self.calls, int(calls))
+        self.tokens = max(self.tokens, int(tokens))
+
     @property
     def remaining(self) -> int:
         return max(self.max_calls - self.calls, 0)

@@ -34,9 +34,15 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def load_env_file(path: Optional[Path]) -> None:
-    """KEY=VALUE lines into the environment (values already set by the shell win)."""
+    """KEY=VALUE lines into the environment (values already set by the shell win).
+
+    Without ``--env-file``, a ``.env`` in the current directory is read, as the playbook's
+    step 1.1 says.
+    """
     if path is None:
-        return
+        path = Path(".env")
+        if not path.is_file():
+            return
     if not path.is_file():
         _fail(f"env file {path} not found")
     from dotenv import dotenv_values
@@ -78,13 +84,17 @@ def run(
     yes: bool = typer.Option(False, "--yes", "-y", help="Unattended: take every default answer."),
     report: Optional[Path] = typer.Option(None, "--report", help="Where to save the markdown report."),
     log_assessments: Optional[bool] = typer.Option(None, "--log-assessments/--no-log-assessments"),
-    env_file: Optional[Path] = typer.Option(None, "--env-file", help="KEY=VALUE file, e.g. MLFLOW_TRACKING_URI."),
+    env_file: Optional[Path] = typer.Option(None, "--env-file", help="KEY=VALUE file, e.g. "
+                                            "MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_ID "
+                                            "(default: ./.env if present; the shell wins)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an analysis run from MLflow."),
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
     load_env_file(env_file)
+    # The option's envvar was read before the env file: take the file's experiment now.
+    experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID") or None
     quick_fail_defaults()
     if report is not None:
         report = check_report_path(report)
@@ -140,6 +150,10 @@ def _drive(console, client, ctx, experiment_id, resume, yes) -> dict[str, Any]:
         analysis = client.get_analysis(resume)
         first = {"run_id": analysis.run_id, "experiment_id": analysis.experiment_id}
         thread_id = (analysis.metadata or {}).get("thread_id") or thread_id
+        # One model budget per analysis: start from what earlier runs of it spent.
+        restore = getattr(ctx.analyst, "restore_usage", None)
+        if restore is not None:
+            restore((analysis.metadata or {}).get("model_usage") or {})
     from langgraph.types import Command
 
     ask = (lambda payload: payload.get("default", {})) if yes else TerminalPrompts(console)

@@ -50,6 +50,10 @@ class ChatModelAnalyst(OfflineAnalyst):
         return {"model_calls": self.budget.calls, "tokens": self.budget.tokens,
                 "max_model_calls": self.budget.max_calls}
 
+    def restore_usage(self, usage: dict[str, int]) -> None:
+        """Start the budget from what the analysis already spent (``--resume``)."""
+        self.budget.restore(int(usage.get("model_calls", 0) or 0), int(usage.get("tokens", 0) or 0))
+
     def describe_agent(self, facts: dict[str, Any]) -> str:
         try:
             reply = self.model.invoke([SystemMessage(prompts.DESCRIBE_SYSTEM),

@@ -41,9 +41,16 @@ REFUTING_EVIDENCE = 4
 
 class OfflineAnalyst:
     name = "offline"
+    # Model usage an earlier process (a chat-model analyst) spent on this analysis.
+    _prior: dict[str, int] = {"model_calls": 0, "tokens": 0}
 
     def usage(self) -> dict[str, int]:
-        return {"model_calls": 0, "tokens": 0}
+        return dict(self._prior)
+
+    def restore_usage(self, usage: dict[str, int]) -> None:
+        """Carry over what was spent before a resume, so the report counts it all."""
+        self._prior = {k: max(int(usage.get(k, 0) or 0), self._prior.get(k, 0))
+                       for k in ("model_calls", "tokens")}
 
     # ---------------------------------------------------------------- understanding
 
@@ -155,21 +162,15 @@ class OfflineAnalyst:
         candidates.sort(key=lambda c: (not _matches_focus(c, focus), c.p_value))
         return [draft_from_candidate(c) for c in candidates]
 
-    def plan_for_statement(self, statement: str, toolkit) -> Plan | None:
-        """Turn a person's free-text hypothesis into a plan when it names a tool or outcome."""
-        return plan_from_text(statement, toolkit.frame(EXPLORE_SQL))
-
     # ---------------------------------------------------------------- testing
 
     def test_hypothesis(self, hypothesis, toolkit) -> Verdict:
         raw = (hypothesis.metadata or {}).get("plan")
         if not raw:
-            plan = self.plan_for_statement(hypothesis.statement, toolkit)
-            if plan is None:
-                return Verdict(status="TESTING", reason="no executable plan: the offline analyst "
-                               "could not map this statement to traces; test it with --model")
-        else:
-            plan = Plan.model_validate(raw)
+            why = (hypothesis.metadata or {}).get("offline_untestable") or "it has no testing plan"
+            return Verdict(status="TESTING", reason=f"not testable offline: {why}; "
+                           "test it with --model, or restate it")
+        plan = Plan.model_validate(raw)
         plan.exclude = validated_exclusions(plan.exclude, plan.outcome, toolkit)
         plan.within = validated_exclusions(plan.within, plan.outcome, toolkit)
         result = run_plan(plan, toolkit.stats, toolkit.progress)
@@ -252,33 +253,6 @@ def _matches_focus(c: Candidate, focus: str) -> bool:
     focus = (focus or "").lower()
     key = c.outcome.key.split(":")[0]
     return any(w in focus for w in _FOCUS_WORDS.get(key, ()))
-
-
-def plan_from_text(statement: str, frame) -> Plan | None:
-    """Map a statement to (feature, outcome) by the tool, assessment and outcome words it uses."""
-    from agent.mining import features, outcomes
-
-    text = statement.lower()
-    outs = [o for o in outcomes(frame) if _outcome_named(o, text)]
-    feats = [f for f in features(frame) if f.kind == "tool" and f.detail["tool"].lower() in text]
-    feats += [f for f in features(frame) if f.kind == "word" and re.search(rf"\b{re.escape(f.detail['word'])}\b", text)]
-    if "long" in text and ("request" in text or "input" in text):
-        feats += [f for f in features(frame) if f.kind == "length"]
-    if not outs or not feats:
-        return None
-    from agent.mining import Candidate as _C
-
-    draft = draft_from_candidate(_C(outs[0], feats[0], 0, 1, 0, 1, 1.0, 1.0))
-    plan = draft.plan
-    plan.split = "all"
-    return plan
-
-
-def _outcome_named(outcome, text: str) -> bool:
-    key = outcome.key.split(":")[0]
-    if key == "assessment":
-        return outcome.key.split(":", 1)[1].lower() in text
-    return any(w in text for w in _FOCUS_WORDS.get(key, ()))
 
 
 def evidence_from_stats(plan: Plan, stats: dict[str, Any], toolkit) -> list[EvidenceDraft]:

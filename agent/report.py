@@ -156,6 +156,10 @@ def render(f: dict[str, Any], charts: dict[str, str], usage: dict[str, int]) -> 
     lines += ["## Refuted hypotheses", ""]
     lines += [f"- {h.statement}: {(h.metadata or {}).get('verdict_reason') or (h.metadata or {}).get('abandoned_by', 'rejected')}"
               for h in rejected] or ["- none"]
+    untested = [h for h in hyps if h.status.value == "TESTING"]
+    if untested:
+        lines += ["", "## Hypotheses not tested", ""]
+        lines += [f"- {h.statement}: {_why_untested(h)}" for h in untested]
     lines += ["", "## Strengths", ""] + _strengths(f) + ["", "## Recommendations", ""]
     lines += [f"- {_recommendation(i)}" for i in issues if i.status.value != "REJECTED"] or ["- none"]
     lines += ["", "## Next steps", "", "```bash",
@@ -184,6 +188,12 @@ def _issue_section(title: str, issues, by_id, examples) -> list[str]:
             lines.append(f"- Example `{ex['trace_id']}`: input {ex['request']!r} -> output {ex['response']!r}")
         lines += [f"- Trace IDs stored: {', '.join(i.trace_ids)}", ""]
     return lines
+
+
+def _why_untested(h) -> str:
+    meta = h.metadata or {}
+    return (meta.get("untestable") or meta.get("offline_untestable")
+            or "added after testing; resume the analysis to plan and test it")
 
 
 def _strengths(f) -> list[str]:

@@ -110,11 +110,44 @@ class TerminalPrompts:
         for n, h in enumerate(items, 1):
             table.add_row(str(n), Text(str(h["statement"])), Text(str(h.get("rationale") or "")))
         self.console.print(table)
-        text, edits = self._prompt("Numbers to reject (comma-separated), Enter to test all")
+        text, edits = self._prompt("Numbers to reject (comma-separated), Enter to test all, "
+                                   "n to test none and edit the list")
+        if text.strip().lower() in ("n", "no"):
+            return {"approve": False, **edits}
         reject = [self.last_hypotheses[int(x) - 1] for x in text.replace(" ", "").split(",")
                   if x.isdigit() and 0 < int(x) <= len(items)]
         edits.setdefault("abandon", []).extend(reject)
         return {"approve": True, **edits}
+
+    def _edit_hypotheses(self, payload):
+        """After 'n' at the review: '+ statement' and '- N' edit the list, then y tests it."""
+        from rich.markup import escape
+
+        items = payload["hypotheses"]
+        self.last_hypotheses = [h["hypothesis_id"] for h in items]
+        for n, h in enumerate(items, 1):
+            self.console.print(f"  {n}. {escape(h['statement'])}")
+        self.console.print("[dim]+ statement adds a hypothesis, - N abandons one[/dim]")
+        approve, edits = self._yes_no("Test this list as edited? (n: test none of it)", default=False)
+        return {"approve": approve, **edits}
+
+    def _confirm_plan(self, payload):
+        """Each plan mapped from a person's statement, shown before it is used."""
+        from rich.markup import escape
+
+        for u in payload.get("untestable") or []:
+            self.console.print(f"[yellow]not testable offline:[/yellow] {escape(u['statement'])}: "
+                               f"{escape(u['reason'])}")
+        decisions: dict[str, str] = {}
+        edits: dict[str, Any] = {}
+        for p in payload["plans"]:
+            body = "\n".join(["Recognised: " + "; ".join(p["matched"]), "", p["testing_plan"]])
+            self.console.print(Panel(escape(body), title=escape(p["statement"][:100])))
+            keep, found = self._yes_no("Test it with this plan?", default=True)
+            for key, values in found.items():
+                edits.setdefault(key, []).extend(values)
+            decisions[p["hypothesis_id"]] = "accept" if keep else "reject"
+        return {"decisions": decisions, **edits}
 
     def _yes_no(self, question: str, default: bool) -> tuple[bool, dict[str, Any]]:
         """A y/n question that, like every prompt, also takes '+ statement' and '- N'."""

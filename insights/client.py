@@ -258,10 +258,13 @@ class InsightsClient:
         check_text(**changes)
         if status is not None:
             changes["status"] = _enum(HypothesisStatus, status, "status").value
-        entries = parse_evidence(add_evidence or [])
+        items = [add_evidence] if isinstance(add_evidence, (str, dict)) else list(add_evidence or [])
+        notes = [i for i in items if _is_note(i)]
+        entries = parse_evidence([i for i in items if not _is_note(i)])
         traces = [check_trace_id(t) for t in add_traces or []]
         run = runs.get_analysis_run(self._client, run_id)
         doc, current = self._hypothesis_doc(run_id, hypothesis_id)
+        entries += _note_entries(notes, traces or [e.trace_id for e in entries] or current.trace_ids)
         entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
         change = _change(changes, entries, metadata=metadata, metrics=metrics)
         if entries:
@@ -759,6 +762,36 @@ def _one_evidence(item: EvidenceInput, index: int, supports: bool) -> EvidenceEn
         return EvidenceEntry.model_validate(data)
     except ValidationError as exc:
         raise InvalidInputError(f"Evidence #{index} is invalid: {exc.errors()[0]['msg']}") from None
+
+
+def _is_note(item: Any) -> bool:
+    """A plain sentence (the PRD's ``add_evidence=["Found 50ms delay..."]``), not
+    ``"TRACE_ID: rationale"``: no colon, or no trace id before it."""
+    if not isinstance(item, str):
+        return False
+    trace_id, sep, _ = item.partition(":")
+    if not sep or not trace_id.strip() or " " in trace_id.strip():
+        return True
+    try:
+        check_trace_id(trace_id)
+    except InvalidInputError:
+        return True
+    return False
+
+
+def _note_entries(notes: list[str], trace_ids: list[str]) -> list[EvidenceEntry]:
+    """Each plain sentence becomes evidence on the traces this update adds (``add_traces``,
+    else the other evidence given with it), or else on the hypothesis's traces. With no trace
+    to attach it to, the error names the form that works."""
+    if any(not note.strip() for note in notes):
+        raise InvalidInputError("Evidence must not be empty: give 'TRACE_ID: rationale' or a dict")
+    if notes and not trace_ids:
+        raise InvalidInputError(
+            f"Evidence {notes[0][:60]!r} names no trace and the hypothesis has none yet: pass "
+            "add_traces too, or give {'trace_id': ..., 'rationale': ...} (CLI: --evidence JSON "
+            "or --add-evidence 'TRACE_ID: rationale')")
+    unique = list(dict.fromkeys(trace_ids))
+    return [EvidenceEntry(trace_id=t, rationale=note.strip()) for note in notes for t in unique]
 
 
 def _trace_only_entries(trace_ids: list[str], known: list[str]) -> list[EvidenceEntry]:

@@ -1,11 +1,13 @@
 """The analyze-experiment state machine (see ../shared/spec/analyze-experiment-workflow.md).
 
 setup -> understand agent -> [confirm description] -> [choose focus] -> create analysis ->
-census -> census issues -> propose hypotheses -> [review hypotheses] -> test hypotheses ->
+census -> census issues -> propose hypotheses -> [review hypotheses] -> [edit hypotheses, only
+after a declined review] -> [confirm plans of the person's hypotheses, looping while the person
+adds more there] -> test hypotheses ->
 issues from hypotheses -> [review issues] -> [log assessments?] -> [report path] -> report ->
 log assessments -> complete.   Brackets are interrupts.
 
-The graph is a straight line: a resumed analysis rehydrates its phase from MLflow in ``setup``
+The graph is a straight line but for that loop: a resumed analysis rehydrates its phase from MLflow in ``setup``
 and each node skips work the analysis already holds.
 """
 
@@ -23,7 +25,10 @@ def build_graph(checkpointer=None):
     previous = START
     for name in nodes.ORDER:
         graph.add_node(name, getattr(nodes, name))
-        graph.add_edge(previous, name)
+        if previous == "confirm_plans":
+            graph.add_conditional_edges(previous, nodes.plans_route, ["confirm_plans", name])
+        else:
+            graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
     return graph.compile(checkpointer=checkpointer, name="analyze_experiment")

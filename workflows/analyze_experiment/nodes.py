@@ -15,14 +15,17 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from agent.plans import Plan
+from agent.plans import EXPLORE_SQL, Plan
 from agent.toolkit import TraceToolkit
-from workflows.analyze_experiment.people import apply_edits, ask, create_person_hypothesis
+from workflows.analyze_experiment.people import (
+    apply_edits, ask, create_person_hypothesis, needs_plan,
+)
 from workflows.analyze_experiment.state import AnalysisState, WorkflowContext
 
 ORDER = [
     "setup", "understand_agent", "confirm_description", "choose_focus", "create_analysis",
-    "census", "census_issues", "propose_hypotheses", "review_hypotheses", "test_hypotheses",
+    "census", "census_issues", "propose_hypotheses", "review_hypotheses", "edit_hypotheses",
+    "confirm_plans", "test_hypotheses",
     "issues_from_hypotheses", "review_issues", "choose_assessments", "choose_report_path",
     "report", "log_assessments", "complete",
 ]
@@ -45,9 +48,33 @@ def _toolkit(ctx: WorkflowContext, state: AnalysisState) -> TraceToolkit:
 
 
 def _mark(ctx: WorkflowContext, state: AnalysisState, phase: str, **meta: Any) -> dict[str, Any]:
+    usage = _usage(ctx, state)
     if state.get("run_id"):
-        ctx.client.update_analysis(state["run_id"], metadata={"phase": phase, **meta})
-    return {"phase": phase}
+        ctx.client.update_analysis(state["run_id"],
+                                   metadata={"phase": phase, "model_usage": usage, **meta})
+    return {"phase": phase, "model_usage": usage}
+
+
+def _analyst(ctx: WorkflowContext, state: AnalysisState):
+    """The analyst, with the model calls and tokens earlier processes already spent carried
+    over, so ``--max-model-calls`` is one budget for the whole analysis, resumes included."""
+    restore = getattr(ctx.analyst, "restore_usage", None)
+    if restore is not None and state.get("model_usage"):
+        restore(state["model_usage"])
+    return ctx.analyst
+
+
+def _usage(ctx: WorkflowContext, state: AnalysisState) -> dict[str, int]:
+    usage = _analyst(ctx, state).usage()
+    return {"model_calls": int(usage.get("model_calls", 0)), "tokens": int(usage.get("tokens", 0))}
+
+
+def _save_usage(ctx: WorkflowContext, state: AnalysisState) -> dict[str, int]:
+    """Write the usage so far to the analysis now (a crash loses no spent calls)."""
+    usage = _usage(ctx, state)
+    if state.get("run_id"):
+        ctx.client.update_analysis(state["run_id"], metadata={"model_usage": usage})
+    return usage
 
 
 def _done(state: AnalysisState, node: str) -> bool:
@@ -66,11 +93,15 @@ def setup(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, 
         analysis = ctx.client.get_analysis(state["run_id"])
         meta = analysis.metadata or {}
         say(f"resuming analysis {analysis.run_id} ({analysis.name}) at phase {meta.get('phase')}")
+        usage = meta.get("model_usage") or {}
+        _analyst(ctx, {"model_usage": usage})
         return {"experiment_id": analysis.experiment_id, "phase": meta.get("phase", "create_analysis"),
                 "description": meta.get("agent_description", analysis.description),
                 "focus": meta.get("focus", "general analysis"),
                 "log_assessments": bool(meta.get("log_assessments", False)),
-                "report_path": meta.get("report_path", "")}
+                "report_path": meta.get("report_path", ""),
+                "hypotheses_declined": meta.get("hypotheses_review") == "declined",
+                "model_usage": _usage(ctx, {})}
     experiment_id = state["experiment_id"]
     total = TraceToolkit(ctx.client, experiment_id).count()
     if total == 0:
@@ -85,9 +116,10 @@ def understand_agent(state: AnalysisState, runtime: Runtime[WorkflowContext]) ->
     ctx = runtime.context
     say("reading sample traces, trace names and TOOL spans to understand the agent")
     facts = _toolkit(ctx, state).agent_facts()
-    description = ctx.analyst.describe_agent(facts)
+    description = _analyst(ctx, state).describe_agent(facts)
     say(f"agent description: {description}")
-    return {"draft_description": description, "phase": "understand_agent"}
+    return {"draft_description": description, "phase": "understand_agent",
+            "model_usage": _usage(ctx, state)}
 
 
 def confirm_description(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
@@ -124,7 +156,8 @@ def create_analysis(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
     run_id = ctx.client.create_analysis(
         state["experiment_id"], run_name=run_name, name=name, description=description,
         metadata={"phase": "create_analysis", "focus": focus, "analyst": ctx.analyst.name,
-                  "agent_description": state.get("description", ""), "thread_id": _thread_id()},
+                  "agent_description": state.get("description", ""), "thread_id": _thread_id(),
+                  "model_usage": _usage(ctx, state)},
     )
     say(f"created analysis run {run_id} ({run_name})", run_id=run_id)
     for item in state.get("pending_hypotheses") or []:
@@ -173,7 +206,7 @@ def census_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
     if _done(state, "census_issues"):
         return {}
     data = ctx.client.get_baseline_census(state["run_id"])
-    drafts = ctx.analyst.census_issues(data, _toolkit(ctx, state))
+    drafts = _analyst(ctx, state).census_issues(data, _toolkit(ctx, state))
     known = _issue_keys(ctx, state)
     for draft in drafts:
         if draft.key in known:
@@ -200,7 +233,7 @@ def propose_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) 
     if _done(state, "propose_hypotheses"):
         return {}
     data = ctx.client.get_baseline_census(state["run_id"])
-    drafts = ctx.analyst.propose_hypotheses(data, state.get("focus", ""), _toolkit(ctx, state))
+    drafts = _analyst(ctx, state).propose_hypotheses(data, state.get("focus", ""), _toolkit(ctx, state))
     known = {(h.metadata or {}).get("key") for h in ctx.client.list_hypotheses(state["run_id"])}
     for draft in drafts:
         if draft.key in known:
@@ -224,7 +257,98 @@ def review_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -
              for h in ctx.client.list_hypotheses(state["run_id"]) if h.status.value == "TESTING"]
     answer = ask(ctx, "review_hypotheses", {"hypotheses": items}, {"approve": True})
     apply_edits(ctx, state, answer)
-    return _mark(ctx, state, "review_hypotheses")
+    if answer.get("approve") is False:
+        say("the proposed hypotheses were declined: nothing is tested until the list is approved")
+        return {**_mark(ctx, state, "review_hypotheses", hypotheses_review="declined"),
+                "hypotheses_declined": True}
+    return {**_mark(ctx, state, "review_hypotheses", hypotheses_review="approved"),
+            "hypotheses_declined": False}
+
+
+def edit_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    """After a declined review: the person edits the list, then approves it or drops it.
+
+    Dropping it sets every listed hypothesis REJECTED (declined by the person); hypotheses
+    added in the same answer are kept.
+    """
+    ctx = runtime.context
+    if _done(state, "edit_hypotheses"):
+        return {}
+    if not state.get("hypotheses_declined"):
+        return {}   # nothing to edit: the phase stays where the review left it
+    listed = [h for h in ctx.client.list_hypotheses(state["run_id"]) if h.status.value == "TESTING"]
+    items = [{"hypothesis_id": h.hypothesis_id, "statement": h.statement, "rationale": h.rationale,
+              "testing_plan": h.testing_plan} for h in listed]
+    answer = ask(ctx, "edit_hypotheses",
+                 {"hypotheses": items, "question": "Edit the list (add or abandon hypotheses), "
+                  "then approve it to test it, or not to test any of it"}, {"approve": False})
+    apply_edits(ctx, state, answer)
+    if answer.get("approve") is True:
+        say("the edited list of hypotheses was approved")
+        return {**_mark(ctx, state, "edit_hypotheses", hypotheses_review="approved after edits"),
+                "hypotheses_declined": False}
+    for h in listed:
+        if ctx.client.get_hypothesis(state["run_id"], h.hypothesis_id).status.value == "TESTING":
+            ctx.client.update_hypothesis(state["run_id"], h.hypothesis_id, status="REJECTED",
+                                         metadata={"abandoned_by": "person",
+                                                   "declined": "declined at the hypotheses review"})
+    say(f"{len(listed)} declined hypotheses set aside untested")
+    return {**_mark(ctx, state, "edit_hypotheses", hypotheses_review="declined, list set aside"),
+            "hypotheses_declined": False}
+
+
+def confirm_plans(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
+    """Map each hypothesis a person typed onto a testing plan and ask before using it.
+
+    A statement that names no measurable outcome or no selectable traces is marked untestable
+    offline, with the reason (a chat-model analyst may still test it). Runs whenever such
+    hypotheses wait, so ones added at a later question are planned when the analysis resumes.
+    """
+    ctx = runtime.context
+    waiting = [h for h in ctx.client.list_hypotheses(state["run_id"]) if needs_plan(h)]
+    if not waiting:
+        return {}
+    from agent.statements import map_statement, tag_values
+
+    toolkit = _toolkit(ctx, state)
+    census_data = ctx.client.get_baseline_census(state["run_id"])
+    tags = tag_values(toolkit.frame(EXPLORE_SQL))
+    mapped = {h.hypothesis_id: map_statement(h.statement, census_data, tags) for h in waiting}
+    plans = [{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
+              "matched": mapped[h.hypothesis_id].matched,
+              "testing_plan": mapped[h.hypothesis_id].plan.prose()}
+             for h in waiting if mapped[h.hypothesis_id].plan is not None]
+    untestable = [{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
+                   "reason": mapped[h.hypothesis_id].reason}
+                  for h in waiting if mapped[h.hypothesis_id].plan is None]
+    answer: dict[str, Any] = {}
+    if plans:
+        default = {"decisions": {p["hypothesis_id"]: "accept" for p in plans}}
+        answer = ask(ctx, "confirm_plan", {"plans": plans, "untestable": untestable}, default)
+        decisions = {**default["decisions"], **(answer.get("decisions") or {})}
+    apply_edits(ctx, state, answer)   # hypotheses added here wait for the next pass (plans_route)
+    for p in plans:
+        hid, plan = p["hypothesis_id"], mapped[p["hypothesis_id"]].plan
+        if str(decisions.get(hid, "accept")).lower() == "reject":
+            ctx.client.update_hypothesis(state["run_id"], hid, metadata={
+                "plan_review": "declined", "offline_untestable": "the person declined the "
+                "testing plan mapped from the statement", "proposed_plan": plan.model_dump()})
+            say(f"plan declined: {p['statement']}", hypothesis_id=hid)
+            continue
+        ctx.client.update_hypothesis(state["run_id"], hid, testing_plan=plan.prose(), metadata={
+            "plan": plan.model_dump(), "plan_review": "accepted", "mapped_from": p["matched"]})
+        say(f"plan accepted: {p['statement']}", hypothesis_id=hid)
+    for u in untestable:
+        ctx.client.update_hypothesis(state["run_id"], u["hypothesis_id"], metadata={
+            "plan_review": "untestable offline", "offline_untestable": u["reason"]})
+        say(f"not testable offline: {u['statement']}: {u['reason']}", hypothesis_id=u["hypothesis_id"])
+    return {} if _done(state, "confirm_plans") else _mark(ctx, state, "confirm_plans")
+
+
+def plans_route(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> str:
+    """Back to ``confirm_plans`` while hypotheses typed at its own question wait for a plan."""
+    waiting = [h for h in runtime.context.client.list_hypotheses(state["run_id"]) if needs_plan(h)]
+    return "confirm_plans" if waiting else "test_hypotheses"
 
 
 def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
@@ -234,7 +358,8 @@ def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
     toolkit = _toolkit(ctx, state)
     while True:
         pending = [h for h in ctx.client.list_hypotheses(state["run_id"])
-                   if h.status.value == "TESTING" and not (h.metadata or {}).get("untestable")]
+                   if h.status.value == "TESTING" and not (h.metadata or {}).get("untestable")
+                   and not needs_plan(h)]
         if not pending:
             break
         # Findings that others are tested against (their exclusions) go first.
@@ -242,7 +367,8 @@ def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
         h = pending[0]
         say(f"testing hypothesis: {h.statement}", hypothesis_id=h.hypothesis_id)
         say(f"testing plan:\n{h.testing_plan}", hypothesis_id=h.hypothesis_id)
-        verdict = ctx.analyst.test_hypothesis(h, toolkit)
+        verdict = _analyst(ctx, state).test_hypothesis(h, toolkit)
+        _save_usage(ctx, state)
         current = ctx.client.get_hypothesis(state["run_id"], h.hypothesis_id)
         if current.status.value != "TESTING":
             say(f"hypothesis changed to {current.status.value} meanwhile; dropping the result")
@@ -375,7 +501,7 @@ def report(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str,
     path = state.get("report_path") or os.path.join(ctx.report_dir, "insights-report.md")
     say(f"writing the report to {path}")
     write_report(ctx.client, state["experiment_id"], state["run_id"], path,
-                 usage=ctx.analyst.usage())
+                 usage=_analyst(ctx, state).usage())
     return _mark(ctx, state, "report")
 
 

@@ -42,8 +42,17 @@ def apply_edits(ctx, state: dict[str, Any], answer: dict[str, Any]) -> dict[str,
     return {}
 
 
+def needs_plan(hypothesis) -> bool:
+    """A person's hypothesis still TESTING that has neither a plan nor a decision about one:
+    ``confirm_plans`` maps it onto the analyst's vocabulary and asks before it is tested."""
+    meta = hypothesis.metadata or {}
+    return (meta.get("source") == "person" and hypothesis.status.value == "TESTING"
+            and not meta.get("plan") and not meta.get("plan_review"))
+
+
 def create_person_hypothesis(ctx, run_id: str, item: dict[str, Any]) -> str:
-    """A hypothesis the person wrote; an explicit cohort/control/outcome makes it executable."""
+    """A hypothesis the person wrote; an explicit cohort/control/outcome makes it executable.
+    Without one, ``confirm_plans`` proposes a plan from the statement before it is tested."""
     metadata: dict[str, Any] = {"source": "person", "key": f"person:{item['statement']}"}
     testing_plan = item.get("testing_plan", "")
     if item.get("cohort") and item.get("outcome"):

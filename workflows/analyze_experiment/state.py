@@ -17,6 +17,10 @@ class AnalysisState(TypedDict, total=False):
     pending_hypotheses: list[dict[str, Any]]
     report_path: str
     log_assessments: bool
+    # A declined hypotheses review waits for the person's edited list.
+    hypotheses_declined: bool
+    # Model calls and tokens spent so far (also in the analysis metadata): one budget per analysis.
+    model_usage: dict[str, int]
 
 
 @dataclass
