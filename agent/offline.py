@@ -14,7 +14,6 @@ on the holdout half (``agent.plans``).
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 from agent.drafts import EvidenceDraft, HypothesisDraft, IssueDraft, Verdict
