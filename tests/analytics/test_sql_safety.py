@@ -12,7 +12,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from insights.analytics import execute_sql
+from insights.analytics import AnalyticsSession, execute_sql
 from insights.analytics.sql import run, sql_limits
 from insights.cli import app
 from insights.errors import InvalidInputError
@@ -22,7 +22,8 @@ runner = CliRunner()
 
 def q(corpus, sql: str, **kw):
     uri, exp, _ = corpus
-    return execute_sql(uri, exp, sql, **kw)
+    with AnalyticsSession(uri, exp) as session:
+        return execute_sql(session, sql, **kw)
 
 
 def refused(corpus, sql: str, **kw) -> str:
