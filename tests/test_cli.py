@@ -234,7 +234,7 @@ def test_full_flow_json(store):
     assert "question 0" in row["request_preview"]
     p = ok_json(uri, "preview-hypotheses", "--run-id", run, "--max-traces", "2")
     assert [r["trace_id"] for r in p["traces"]] == t[:2]
-    assert (p["returned_count"], p["total_count"]) == (2, 7)
+    assert (p["returned_count"], p["total_count"]) == (2, 6)
 
     # preview-issues: most-cited issues first, --max-traces
     p = ok_json(uri, "preview-issues", "--experiment-id", exp)

@@ -163,3 +163,34 @@ def test_rest_text_over_limit_400(seeded, api):
     api("issues/update", {"issue_id": seeded.issue_ids[0], "experiment_id": seeded.experiment_id,
                           "title": "t" * OVER["title"]}, 400)
     assert _state(seeded) == before
+
+
+# ---------------------------------------------------------------------- log-assessments
+
+
+def test_log_assessments_that_logged_nothing_do_not_mark_the_issue(seeded, api):
+    """REST: an issue without traces, and one whose only trace was deleted, stay unmarked."""
+    c = seeded.client
+    empty = c.create_issue(seeded.run_id, "No traces yet")
+    out = api("issues/log-assessments", {"issue_id": empty}, 200)
+    assert out["logged_count"] == 0
+    assert not c.get_issue(empty).metadata.get("assessments_logged")
+
+    [gone] = make_span_traces(seeded.experiment_id, 1)
+    lost = c.create_issue(seeded.run_id, "Trace deleted later", evidence=[f"{gone}: r"])
+    mlflow.MlflowClient(seeded.uri).delete_traces(seeded.experiment_id, trace_ids=[gone])
+    out = api("issues/log-assessments", {"issue_id": lost}, 200)
+    assert out["logged_count"] == 0 and [f["trace_id"] for f in out["failed"]] == [gone]
+    assert not c.get_issue(lost).metadata.get("assessments_logged")
+
+
+def test_agent_log_assessments_marks_only_when_something_was_logged(seeded):
+    from agent.assessments import log_issue_assessments
+
+    c = seeded.client
+    empty = c.create_issue(seeded.run_id, "Nothing cited")
+    assert log_issue_assessments(c, seeded.run_id, c.get_issue(empty)) == 0
+    assert not c.get_issue(empty).metadata.get("assessments_logged")
+    iid = seeded.issue_ids[1]  # one real trace
+    assert log_issue_assessments(c, seeded.run_id, c.get_issue(iid)) == 1
+    assert c.get_issue(iid).metadata.get("assessments_logged") is True
