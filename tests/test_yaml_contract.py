@@ -223,9 +223,11 @@ def test_concurrent_updates_while_an_outside_edit_exists_keep_both(tracking_uri,
             "evidence": [hand], "owner": "ana", "created_at": 1700000000000,
             "updated_at": 1700000000000})
 
-    run_workers("hypothesis", WORKERS, {"uri": tracking_uri, "run_id": run_id,
+    names = [f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)]
+    traces = dict(zip(names, make_traces(tracking_uri, experiment_id, len(names))))
+    run_workers("hypothesis", WORKERS, {"uri": tracking_uri, "run_id": run_id, "traces": traces,
                                         "hypothesis_id": hid, "updates": UPDATES}, tmp_path)
-    expected = {f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)} | {"tr-hand"}
+    expected = set(traces.values()) | {"tr-hand"}
     changes = journal_changes(mc, run_id, f"insights_journal/hypothesis_{hid}")
     for h in (client.get_hypothesis(run_id, hid), client.list_hypotheses(run_id)[0]):
         assert set(h.trace_ids) == expected and len(h.evidence) == len(expected)
