@@ -105,7 +105,7 @@ def outcomes(frame: TraceFrame) -> list[Outcome]:
 
 def features(frame: TraceFrame) -> list[Feature]:
     feats = [_tool_feature(frame, t) for t in sorted(set().union(*frame.tools) if len(frame) else set())]
-    lengths = np.array([len(r) for r in frame.request])
+    lengths = np.array([len(r) for r in frame.request], dtype=np.int64)
     if len(frame):
         p75 = int(np.percentile(lengths, 75))
         feats.append(Feature("long_request", "length", f"requests longer than {p75} characters",

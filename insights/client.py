@@ -766,17 +766,13 @@ def _one_evidence(item: EvidenceInput, index: int, supports: bool) -> EvidenceEn
 
 def _is_note(item: Any) -> bool:
     """A plain sentence (the PRD's ``add_evidence=["Found 50ms delay..."]``), not
-    ``"TRACE_ID: rationale"``: no colon, or no trace id before it."""
+    ``"TRACE_ID: rationale"``: no colon, or words (not one token) before it. One token before
+    a colon is meant as a trace id and is checked as one, so ``"../x: r"`` or ``": r"`` are
+    refused instead of being kept as a sentence."""
     if not isinstance(item, str):
         return False
-    trace_id, sep, _ = item.partition(":")
-    if not sep or not trace_id.strip() or " " in trace_id.strip():
-        return True
-    try:
-        check_trace_id(trace_id)
-    except InvalidInputError:
-        return True
-    return False
+    head, sep, _ = item.partition(":")
+    return not sep or len(head.split()) > 1
 
 
 def _note_entries(notes: list[str], trace_ids: list[str]) -> list[EvidenceEntry]:

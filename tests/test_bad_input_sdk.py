@@ -157,8 +157,14 @@ EVIDENCE_CALLS = {
 }
 
 
-@pytest.mark.parametrize("method", list(EVIDENCE_CALLS))
-@pytest.mark.parametrize("bad", list(BAD_EVIDENCE.values()), ids=list(BAD_EVIDENCE))
+# update_hypothesis takes a plain sentence as the PRD shows (add_evidence=["Found 50ms
+# delay..."]): it is attached to the call's traces (tests/workflow/test_person_word.py).
+_EVIDENCE_PARAMS = [pytest.param(m, v, id=f"{k}-{m}") for k, v in BAD_EVIDENCE.items()
+                    for m in EVIDENCE_CALLS
+                    if not (k == "string-without-colon" and m == "update_hypothesis")]
+
+
+@pytest.mark.parametrize("method,bad", _EVIDENCE_PARAMS)
 def test_malformed_evidence_raises_invalid_input_and_writes_nothing(world, method, bad):
     # A valid entry before the bad one must not be linked or written either.
     evidence = [{"trace_id": world.traces[2], "rationale": "valid"}, bad]

@@ -137,8 +137,8 @@ class Session:
 
 def _error_span(client, run_id: str) -> str:
     """A span that fails somewhere in the data (read from the census, as a person would)."""
-    spans = [s for s in client.get_baseline_census(run_id)["spans"] if s.get("span_type") == "TOOL"]
-    return max(spans, key=lambda s: s.get("error_count") or 0)["name"]
+    spans = [s for s in client.get_baseline_census(run_id).spans if s.span_type == "TOOL"]
+    return max(spans, key=lambda s: s.error_count or 0).name
 
 
 def test_declined_review_tests_nothing_and_a_declined_edit_rejects_the_list(small_store: Store) -> None:
