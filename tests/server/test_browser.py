@@ -16,6 +16,7 @@ from insights.server import create_app
 from tests.server.conftest import UvicornThread
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+expect = sync_api.expect
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -62,12 +63,13 @@ def test_issues_list_renders_sorts_filters(ui):
     page.screenshot(path=str(SHOTS / "issues.png"), full_page=True)
 
     page.select_option("#sort", "severity")
-    page.wait_for_function("document.querySelector('[data-testid=issue-row] .title')"
-                           "?.innerText === 'Slow first token'")
+    # expect() polls from Playwright's own isolated world: the page's CSP forbids eval, which
+    # wait_for_function("...") needs.
+    expect(page.locator("[data-testid=issue-row] .title").first).to_have_text("Slow first token")
     assert titles(page) == ["Slow first token", "Lookup timeouts", "Empty answers"]
 
     page.select_option("#filter-severity", "LOW")
-    page.wait_for_function("document.querySelectorAll('[data-testid=issue-row]').length === 1")
+    expect(page.locator("[data-testid=issue-row]")).to_have_count(1)
     assert titles(page) == ["Empty answers"]
     assert "filtered from 3" in page.inner_text("[data-testid=page-info]")
 
@@ -76,7 +78,7 @@ def test_issues_list_renders_sorts_filters(ui):
     page.wait_for_selector("[data-testid=empty]")
     page.fill("#from", "2000-01-01")  # date range: nothing resolved either way
     page.click("text=Clear")
-    page.wait_for_function("document.querySelectorAll('[data-testid=issue-row]').length === 3")
+    expect(page.locator("[data-testid=issue-row]")).to_have_count(3)
 
     phone = page.context.browser.new_page(viewport={"width": 375, "height": 812})
     phone.goto(f"{base}#/issues?exp={s.experiment_id}")
