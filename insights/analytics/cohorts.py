@@ -56,7 +56,7 @@ def cohort_stats(session: AnalyticsSession, cohort: str, control: str, outcome: 
     with session.using(progress) as con:
         prepare(session, level)
         con.execute(ddl)
-        row = run(con, sql, None, {"samples": samples}).rows[0]
+        row = run(con, sql, None, {"samples": samples}, session_memory=session.memory).rows[0]
     n1, e1, s1e, s1n, n2, e2, s2e, s2n, overlap = row
     return {
         "cohort": _group(cohort, n1, e1, s1e, s1n),

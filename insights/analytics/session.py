@@ -39,7 +39,18 @@ from insights.errors import InvalidInputError
 Progress = Callable[[str], None] | None
 _TABLES = ["trace_rows", "span_rows", "assessment_rows", "span_lists", "traces"]
 SMALL_TRACES = 30_000
-_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*[KMGT]i?B\s*$", re.I)
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.I)
+
+
+def memory_setting(value: str, error: str) -> str:
+    """A DuckDB memory size ("2GB", "512 MiB") in canonical spelling; ``error`` otherwise.
+
+    Checked here because the value is spliced into a SET statement, which takes no parameters.
+    """
+    m = _MEMORY.match(str(value))
+    if not m or float(m.group(1)) <= 0:
+        raise InvalidInputError(error)
+    return f"{m.group(1)}{m.group(2).upper()}"
 
 
 class AnalyticsSession:
@@ -102,9 +113,8 @@ class AnalyticsSession:
         except duckdb.IOException:  # another process holds the file: work in memory
             con = duckdb.connect()
         memory = os.environ.get("INSIGHTS_DUCKDB_MEMORY", "2GB")
-        if not _MEMORY.match(memory):
-            raise InvalidInputError(f"INSIGHTS_DUCKDB_MEMORY must look like 2GB, got {memory!r}")
-        self.memory = memory.strip()
+        self.memory = memory_setting(
+            memory, f"INSIGHTS_DUCKDB_MEMORY must look like 2GB, got {memory!r}")
         if not _locked(con):  # a second session on the same file shares the first's settings
             con.execute(f"SET memory_limit = '{self.memory}'")
             con.execute("SET enable_progress_bar = false")

@@ -27,7 +27,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from insights.analytics.session import AnalyticsSession
+from insights.analytics.session import AnalyticsSession, memory_setting
 from insights.analytics.schema import SPAN_PAYLOAD_FIELDS
 from insights.errors import InvalidInputError
 
@@ -56,7 +56,6 @@ MEMORY_ENV = "INSIGHTS_SQL_MEMORY"
 RESULT_BYTES_ENV = "INSIGHTS_SQL_MAX_RESULT_MB"
 DEFAULT_RESULT_MB = 100
 MAX_VALUE_SIZE = 1_000_000  # characters or list elements one sized call may build
-_MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KIB|MIB|GIB|TIB)\s*$", re.I)
 _FETCH_BATCH = 1_000
 
 # Tables and CTE names a query may never shadow or read: the cache's own tables and views
@@ -384,10 +383,8 @@ def sql_limits(timeout: float | None = None, max_memory: str | None = None) -> t
     if isinstance(raw_t, bool) or not seconds > 0 or seconds != seconds:
         raise InvalidInputError(f"time limit must be a positive number of seconds, got {raw_t!r}")
     memory = max_memory if max_memory is not None else os.environ.get(MEMORY_ENV) or DEFAULT_MEMORY
-    m = _MEMORY_RE.match(str(memory))
-    if not m or float(m.group(1)) <= 0:
-        raise InvalidInputError(f"memory limit must look like '512MB' or '2GB', got {memory!r}")
-    return seconds, f"{m.group(1)}{m.group(2).upper()}"
+    return seconds, memory_setting(
+        memory, f"memory limit must look like '512MB' or '2GB', got {memory!r}")
 
 
 def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
