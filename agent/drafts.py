@@ -30,6 +30,9 @@ class IssueDraft(BaseModel):
     severity: str = "MEDIUM"
     evidence: list[EvidenceDraft] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    # SQL predicate over `traces` selecting every trace the issue concerns (all of them are
+    # listed on the issue, not only the cited examples); None when the analyst has none.
+    where: str | None = None
 
 
 class HypothesisDraft(BaseModel):
