@@ -7,7 +7,7 @@ first use and then only for new or changed traces.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "7"
+SCHEMA_VERSION = "8"
 
 # start_time_ms leads so list_sort() orders a trace's spans chronologically for free
 SPAN_STRUCT = (
@@ -43,15 +43,15 @@ CREATE TABLE IF NOT EXISTS assessment_rows (
     source_type VARCHAR, rationale VARCHAR, last_updated_ms BIGINT);
 CREATE TABLE IF NOT EXISTS traces (
     trace_id VARCHAR, request_time TIMESTAMP, request_time_ms BIGINT, execution_time_ms BIGINT,
-    state VARCHAR, request VARCHAR, response VARCHAR, trace_name VARCHAR, session_id VARCHAR,
-    tags MAP(VARCHAR, VARCHAR), metadata MAP(VARCHAR, VARCHAR), input_tokens BIGINT,
+    state VARCHAR, request VARCHAR, response VARCHAR, response_empty BOOLEAN,
+    trace_name VARCHAR, session_id VARCHAR, tags MAP(VARCHAR, VARCHAR), metadata MAP(VARCHAR, VARCHAR), input_tokens BIGINT,
     output_tokens BIGINT, total_tokens BIGINT, total_cost DOUBLE,
     spans {SPAN_STRUCT}[], assessments {ASSESSMENT_STRUCT}[]);
 """
 
 TRACES_COLUMNS = [
     "trace_id", "request_time", "request_time_ms", "execution_time_ms", "state", "request",
-    "response", "trace_name", "session_id", "tags", "metadata", "input_tokens",
+    "response", "response_empty", "trace_name", "session_id", "tags", "metadata", "input_tokens",
     "output_tokens", "total_tokens", "total_cost", "spans", "assessments",
 ]
 
@@ -66,6 +66,12 @@ Only SELECT / WITH queries are allowed.
   state              STRING     'OK' | 'ERROR' | 'IN_PROGRESS'
   request            STRING     root span inputs as JSON text
   response           STRING     root span outputs as JSON text (NULL when none)
+  response_empty     BOOLEAN    the response holds no answer text: missing, or every text
+                     leaf empty ('', null, {}, [], {"answer": ""}, a chat completion or
+                     message with empty content, a {"messages": [...]} state whose last
+                     message is empty); numbers, booleans and protocol fields (role, model,
+                     id, usage, finish_reason...) are not text. Empty answers of finished
+                     traces: WHERE state = 'OK' AND response_empty
   trace_name         STRING
   session_id         STRING
   tags               MAP<STRING,STRING>      e.g. tags['env']
@@ -97,4 +103,7 @@ Examples:
   -- failing assessments
   SELECT a.name, count(*) FROM traces LATERAL VIEW explode(assessments) y AS a
   WHERE a.value IN ('false', 'no') GROUP BY a.name
+
+  -- empty answers of traces that ended OK, by trace name
+  SELECT trace_name, count(*) FROM traces WHERE state = 'OK' AND response_empty GROUP BY 1
 """

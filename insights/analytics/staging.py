@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 import duckdb
 import pyarrow as pa
 
+from insights.analytics import answers
+
 
 def stage(con: duckdb.DuckDBPyConnection, name: str, batches: Iterable[pa.Table],
           schema: pa.Schema, transform: Callable[[str], str] | None = None) -> None:
@@ -64,13 +66,16 @@ def merge_light(con: duckdb.DuckDBPyConnection) -> int:
     """Insert staged traces and light spans the cache does not hold yet; return how many.
 
     Request/response lengths and emptiness are computed here, once per trace, because the
-    census would otherwise re-read every request and response text on each call.
+    census would otherwise re-read every request and response text on each call. Emptiness
+    is ``answers.is_empty_answer`` (a Python function registered on the connection), so
+    every trace source and every reader of ``response_empty`` share one definition.
     """
+    empty = answers.register(con)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE stage_new AS
         SELECT DISTINCT trace_id FROM stage_ti
         WHERE trace_id NOT IN (SELECT trace_id FROM trace_rows)""")
-    con.execute("""
+    con.execute(f"""
         INSERT INTO trace_rows
         WITH rt AS (SELECT trace_id, any_value(root_inputs) AS req,
                            any_value(root_outputs) AS resp
@@ -78,7 +83,7 @@ def merge_light(con: duckdb.DuckDBPyConnection) -> int:
         SELECT t.trace_id, t.request_time_ms, t.execution_time_ms, t.state, rt.req, rt.resp,
                t.trace_name, t.session_id, t.input_tokens, t.output_tokens, t.total_tokens,
                t.total_cost, length(rt.req), length(rt.resp),
-               rt.resp IS NULL OR trim(rt.resp) IN ('', '""', 'null', '{}', '[]')
+               rt.resp IS NULL OR {empty}(rt.resp)
         FROM stage_ti t SEMI JOIN stage_new n ON n.trace_id = t.trace_id
         LEFT JOIN rt ON rt.trace_id = t.trace_id""")
     con.execute("""
@@ -150,7 +155,7 @@ md AS (SELECT trace_id, map(list(key), list(value)) AS m FROM stage_meta
        SEMI JOIN todo USING (trace_id) WHERE key IS NOT NULL GROUP BY 1),
 asm AS ({_ASSESSMENT_LISTS} SEMI JOIN todo USING (trace_id) GROUP BY 1)
 SELECT t.trace_id, make_timestamp(t.request_time_ms * 1000), t.request_time_ms,
-       t.execution_time_ms, t.state, t.request, t.response, t.trace_name, t.session_id,
+       t.execution_time_ms, t.state, t.request, t.response, t.response_empty, t.trace_name, t.session_id,
        coalesce(tg.m, MAP {{}}), coalesce(md.m, MAP {{}}), t.input_tokens,
        t.output_tokens, t.total_tokens, t.total_cost,
        coalesce(sp.spans, []), coalesce(asm.assessments, [])
