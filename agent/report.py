@@ -14,6 +14,7 @@ from agent.plans import Plan
 if TYPE_CHECKING:
     from insights.analytics.census_model import Census
 
+TRACE_IDS_SHOWN = 20   # an issue may list 10,000 traces: the report names the first ones
 _FAILURE_BUCKETS = [("fast fails (< 1 s)", 0, 1_000), ("1-10 s", 1_000, 10_000),
                     ("10-30 s", 10_000, 30_000), ("timeouts (>= 30 s)", 30_000, None)]
 
@@ -36,7 +37,8 @@ def _facts(client, experiment_id: str, run_id: str) -> dict[str, Any]:
     sql = lambda q: client.execute_sql(experiment_id, q)  # noqa: E731
     analysis = client.get_analysis(run_id)
     hypotheses = client.list_hypotheses(run_id)
-    issues = [i for i in client.list_issues(experiment_id) if i.source_run_id == run_id]
+    issues = sorted((i for i in client.list_issues(experiment_id) if i.source_run_id == run_id),
+                    key=lambda i: -i.trace_count)   # most affected traces first, true counts
     row = sql("SELECT count(*), sum(CASE WHEN state = 'OK' THEN 1 ELSE 0 END), "
               "avg(CASE WHEN state = 'OK' THEN execution_time_ms END), "
               "percentile_approx(CASE WHEN state = 'OK' THEN execution_time_ms END, 0.5), "
@@ -173,12 +175,16 @@ def _issue_section(title: str, issues, by_id, examples) -> list[str]:
     if not issues:
         return lines + ["- none", ""]
     for i in issues:
-        h = by_id.get(i.hypothesis_id or "")
+        h = _hypothesis(i, by_id)
+        merged = [m for m in (i.metadata or {}).get("merged_findings") or [] if isinstance(m, dict)]
         lines += [f"### [{i.severity.value}] {i.title}", "",
                   f"- Status: {i.status.value}; review: {(i.metadata or {}).get('review', 'pending')}",
                   f"- Validated hypothesis: {h.statement if h else 'n/a (census fact)'}",
-                  f"- Supporting traces: {len(i.trace_ids)}",
-                  f"- Root cause and numbers: {i.description}"]
+                  f"- Affected traces: {i.trace_count}",
+                  f"- Root cause and numbers: {_main_text(i.description)}"]
+        if merged:
+            lines.append("- Also seen as: " + "; ".join(
+                f"{m.get('title')} ({m.get('source', 'finding')})" for m in merged))
         if h and h.metrics.get("cohort"):
             c, k = h.metrics["cohort"], h.metrics["control"]
             lines.append(f"- Quantitative evidence: {c['events']}/{c['n']} vs {k['events']}/{k['n']}, "
@@ -186,8 +192,22 @@ def _issue_section(title: str, issues, by_id, examples) -> list[str]:
                          f"{_ci(h.metrics.get('ci95'))}")
         for ex in examples.get(i.issue_id, []):
             lines.append(f"- Example `{ex['trace_id']}`: input {ex['request']!r} -> output {ex['response']!r}")
-        lines += [f"- Trace IDs stored: {', '.join(i.trace_ids)}", ""]
+        ids = i.trace_ids
+        more = (f" ... and {i.trace_count - TRACE_IDS_SHOWN} more (listed on the issue)"
+                if i.trace_count > TRACE_IDS_SHOWN else "")
+        lines += [f"- Trace IDs: {', '.join(ids[:TRACE_IDS_SHOWN])}{more}", ""]
     return lines
+
+
+def _hypothesis(issue, by_id):
+    """The validated hypothesis an issue stands for (kept in its metadata when it took over a
+    census issue it was merged with)."""
+    return by_id.get(issue.hypothesis_id or (issue.metadata or {}).get("hypothesis_id") or "")
+
+
+def _main_text(description: str) -> str:
+    """The description without its "Also seen as" paragraph (the report lists those apart)."""
+    return " ".join(description.split("\n\nAlso seen as: ")[0].split())
 
 
 def _why_untested(h) -> str:
@@ -222,7 +242,7 @@ def _recommendation(issue) -> str:
 
 
 def _is_quality(issue, by_id) -> bool:
-    h = by_id.get(issue.hypothesis_id or "")
+    h = _hypothesis(issue, by_id)
     if h is None:
         return False
     if (h.metadata or {}).get("kind") == "quality":

@@ -286,7 +286,8 @@ def list_hypotheses(run_id: str = RunIdOpt, output: Output = OutputOpt) -> None:
 def list_issues(experiment_id: Optional[str] = ExperimentOpt, output: Output = OutputOpt) -> None:
     """List the experiment's issues, most traces first."""
     items = _listed(lambda: _client().list_issues(experiment_id))
-    data = {"issues": [{**i.to_dict(), "trace_count": len(i.trace_ids)} for i in items]}
+    items = sorted(items, key=lambda i: -i.trace_count)  # true counts; ties keep the SDK order
+    data = {"issues": [{**i.to_dict(), "trace_count": i.trace_count} for i in items]}
     emit(output, data, lambda: render.issues_table(items))
 
 
@@ -316,7 +317,7 @@ def get_issue(
 ) -> None:
     """Show one issue (issues are experiment-level: no run id needed)."""
     i = _client().get_issue(issue_id, experiment_id)
-    emit(output, {**i.to_dict(), "trace_count": len(i.trace_ids)}, lambda: render.issue_panel(i))
+    emit(output, {**i.to_dict(), "trace_count": i.trace_count}, lambda: render.issue_panel(i))
 
 
 # ---------------------------------------------------------------------- preview and links

@@ -203,6 +203,15 @@ class Issue(_Entity):
     def trace_ids(self) -> list[str]:
         return _unique_trace_ids(self.evidence)
 
+    @property
+    def trace_count(self) -> int:
+        """How many traces the issue concerns: ``metadata["trace_count"]`` when its writer
+        counted them (the evidence lists at most 10,000), else its evidence traces."""
+        count = (self.metadata or {}).get("trace_count")
+        if isinstance(count, int) and not isinstance(count, bool) and count >= 0:
+            return count
+        return len(self.trace_ids)
+
 
 def _unique_trace_ids(evidence: list[EvidenceEntry]) -> list[str]:
     return list(dict.fromkeys(e.trace_id for e in evidence))

@@ -44,7 +44,7 @@ def hypothesis_json(h: Hypothesis) -> dict[str, Any]:
 
 
 def issue_json(i: Issue, run_names: dict[str, str] | None = None) -> dict[str, Any]:
-    out = {**i.to_dict(), "trace_count": len(i.trace_ids), "evidence_count": len(i.evidence)}
+    out = {**i.to_dict(), "trace_count": i.trace_count, "evidence_count": len(i.evidence)}
     if run_names is not None:
         out["source_run_name"] = run_names.get(i.source_run_id)
     return out
@@ -115,7 +115,7 @@ def sort_and_filter_issues(issues: list[Issue], body) -> list[Issue]:
     if body.created_before is not None:
         issues = [i for i in issues if i.created_at < body.created_before]
     keys = {
-        "trace_count": (lambda i: len(i.trace_ids), "desc"),
+        "trace_count": (lambda i: i.trace_count, "desc"),
         "created_at": (lambda i: i.created_at, "desc"),
         "updated_at": (lambda i: i.updated_at, "desc"),
         "severity": (lambda i: SEVERITY_RANK[Severity(i.severity)], "asc"),

@@ -15,8 +15,11 @@ from typing import Any
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime
 
-from agent.plans import EXPLORE_SQL, Plan
+from agent.plans import EXPLORE_SQL
 from agent.toolkit import TraceToolkit
+from workflows.analyze_experiment.issues import (
+    IssueWriter, census_finding, hypothesis_finding,
+)
 from workflows.analyze_experiment.people import (
     apply_edits, ask, create_person_hypothesis, needs_plan,
 )
@@ -31,7 +34,6 @@ ORDER = [
 ]
 FOCUS_OPTIONS = ["general analysis", "errors", "latency", "empty or poor responses",
                  "failing assessments"]
-ISSUE_EVIDENCE = 20
 
 
 def say(message: str, **extra: Any) -> None:
@@ -206,23 +208,18 @@ def census_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
     if _done(state, "census_issues"):
         return {}
     data = ctx.client.get_baseline_census(state["run_id"])
-    drafts = _analyst(ctx, state).census_issues(data, _toolkit(ctx, state))
-    known = _issue_keys(ctx, state)
+    toolkit = _toolkit(ctx, state)
+    drafts = _analyst(ctx, state).census_issues(data, toolkit)
+    writer = _writer(ctx, state, toolkit)
     for draft in drafts:
-        if draft.key in known:
-            continue
-        issue_id = ctx.client.create_issue(
-            state["run_id"], draft.title, draft.description, draft.severity,
-            evidence=[e.model_dump() for e in draft.evidence],
-            metadata={"key": draft.key, "source": "census", "metrics": draft.metrics},
-        )
-        say(f"issue from census: [{draft.severity}] {draft.title}", issue_id=issue_id)
+        if not writer.known(draft.key):   # written before an interrupt or a crash
+            writer.record(census_finding(draft, toolkit))
     return _mark(ctx, state, "census_issues")
 
 
-def _issue_keys(ctx: WorkflowContext, state: AnalysisState) -> set[str]:
-    return {(i.metadata or {}).get("key") for i in ctx.client.list_issues(state["experiment_id"])
-            if i.source_run_id == state["run_id"]}
+def _writer(ctx: WorkflowContext, state: AnalysisState, toolkit: TraceToolkit) -> IssueWriter:
+    """Writes this run's issues: every affected trace, findings over one trace set merged."""
+    return IssueWriter(ctx.client, toolkit, state["run_id"], state["experiment_id"], say=say)
 
 
 # ---------------------------------------------------------------------- hypotheses
@@ -395,52 +392,12 @@ def issues_from_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContex
     ctx = runtime.context
     if _done(state, "issues_from_hypotheses"):
         return {}
-    run_id = state["run_id"]
-    issues = ctx.client.list_issues(state["experiment_id"])
-    done = {i.hypothesis_id for i in issues if i.hypothesis_id}
-    total = TraceToolkit(ctx.client, state["experiment_id"]).count()
-    for h in ctx.client.list_hypotheses(run_id):
-        if h.status.value != "VALIDATED" or h.hypothesis_id in done:
-            continue
-        evidence, affected = _issue_evidence(ctx, state, h)
-        severity = _severity(affected, total)
-        title = (h.metadata or {}).get("issue_title") or h.statement[:80]
-        issue_id = ctx.client.create_issue(
-            run_id, title,
-            f"{h.statement}. {(h.metadata or {}).get('verdict_reason', '')}. Impact: {affected} of "
-            f"{total} traces ({affected / max(total, 1):.1%}).",
-            severity, hypothesis_id=h.hypothesis_id, evidence=evidence,
-            metadata={"key": f"hypothesis:{h.hypothesis_id}", "source": "hypothesis",
-                      "affected_traces": affected},
-        )
-        say(f"issue from validated hypothesis: [{severity}] {title}", issue_id=issue_id)
-    return _mark(ctx, state, "issues_from_hypotheses")
-
-
-def _issue_evidence(ctx, state, h) -> tuple[list[dict[str, Any]], int]:
-    """The hypothesis's supporting evidence plus more traces showing the problem (all data)."""
-    evidence = [e.model_dump() for e in h.evidence if e.supports]
-    raw = (h.metadata or {}).get("plan")
-    if not raw:
-        return evidence, len({e["trace_id"] for e in evidence})
-    plan = Plan.model_validate(raw)
-    where = f"({plan.cohort}) AND ({plan.outcome})"
     toolkit = _toolkit(ctx, state)
-    affected = toolkit.count(where)
-    rows = toolkit.sql(f"SELECT trace_id FROM traces WHERE {where} ORDER BY request_time_ms "
-                       f"LIMIT {ISSUE_EVIDENCE}").rows
-    seen = {e["trace_id"] for e in evidence}
-    for (trace_id,) in rows:
-        if trace_id not in seen and len(evidence) < ISSUE_EVIDENCE:
-            evidence.append({"trace_id": trace_id, "supports": True,
-                             "rationale": f"in {plan.cohort_label} with {plan.outcome_label}"})
-            seen.add(trace_id)
-    return evidence, affected
-
-
-def _severity(affected: int, total: int) -> str:
-    share = affected / max(total, 1)
-    return "CRITICAL" if share >= 0.25 else "HIGH" if share >= 0.05 else "MEDIUM" if share >= 0.01 else "LOW"
+    writer = _writer(ctx, state, toolkit)
+    for h in ctx.client.list_hypotheses(state["run_id"]):
+        if h.status.value == "VALIDATED" and not writer.has_hypothesis(h.hypothesis_id):
+            writer.record(hypothesis_finding(h, toolkit))
+    return _mark(ctx, state, "issues_from_hypotheses")
 
 
 # ---------------------------------------------------------------------- review and wrap-up
@@ -453,7 +410,7 @@ def review_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
     issues = [i for i in ctx.client.list_issues(state["experiment_id"])
               if i.source_run_id == state["run_id"] and not (i.metadata or {}).get("review")]
     items = [{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
-              "description": i.description, "trace_count": len(i.trace_ids),
+              "description": i.description, "trace_count": i.trace_count,
               "examples": [e.model_dump(include={"trace_id", "rationale"}) for e in i.evidence[:2]]}
              for i in issues]
     default = {"decisions": {i.issue_id: "accept" for i in issues}}
