@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel, Field
 
-from agent import prompts
+from agent import prompts, span_facts
 from agent.budget import BudgetExceeded, ModelBudget, attach
 from agent.drafts import EvidenceDraft, HypothesisDraft, Verdict
 from agent.offline import OfflineAnalyst
@@ -45,6 +45,18 @@ class ChatModelAnalyst(OfflineAnalyst):
         self.budget = ModelBudget(max_calls)
         self.model = attach(model, self.budget)
         self.name = name
+        self._span_facts: dict[str, dict[str, Any]] = {}
+
+    def span_facts(self, toolkit) -> dict[str, Any]:
+        """The compact span facts (``agent.span_facts.digest``), computed once per experiment:
+        the model starts from what the offline analyst knows."""
+        key = str(toolkit.experiment_id)
+        if key not in self._span_facts:
+            try:
+                self._span_facts[key] = span_facts.digest(toolkit)
+            except Exception as exc:  # never a reason to stop the analysis
+                self._span_facts[key] = {"unavailable": f"{type(exc).__name__}: {str(exc)[:160]}"}
+        return self._span_facts[key]
 
     def usage(self) -> dict[str, int]:
         return {"model_calls": self.budget.calls, "tokens": self.budget.tokens,
@@ -69,10 +81,12 @@ class ChatModelAnalyst(OfflineAnalyst):
         drafts = super().propose_hypotheses(census, focus, toolkit)
         try:
             structured = self.model.with_structured_output(QualityHypotheses)
-            data = {"focus": focus, "census": _census_digest(census),
+            data = {"span_facts": self.span_facts(toolkit), "focus": focus,
+                    "census": _census_digest(census),
                     "samples": toolkit.agent_facts().get("samples", [])[:10]}
             result = structured.invoke([
-                SystemMessage(prompts.HYPOTHESES_SYSTEM.format(n=MAX_QUALITY_HYPOTHESES)),
+                SystemMessage(prompts.HYPOTHESES_SYSTEM.format(n=MAX_QUALITY_HYPOTHESES,
+                                                               facts=prompts.SPAN_FACTS)),
                 HumanMessage(prompts.quoted(data))])
         except BudgetExceeded:
             return drafts
@@ -105,9 +119,12 @@ class ChatModelAnalyst(OfflineAnalyst):
         by_name = {t.name: t for t in tools}
         bound = self.model.bind_tools(tools)
         messages = [
-            SystemMessage(prompts.TESTING_SYSTEM.format(calls=self.budget.remaining)),
+            SystemMessage(prompts.TESTING_SYSTEM.format(calls=self.budget.remaining,
+                                                        facts=prompts.SPAN_FACTS)),
             HumanMessage("The hypothesis to test and its testing plan:\n" + prompts.quoted(
                 {"hypothesis": hypothesis.statement, "testing_plan": hypothesis.testing_plan})),
+            HumanMessage("Span facts (computed from every trace):\n"
+                         + prompts.quoted(self.span_facts(toolkit))),
         ]
         for _ in range(MAX_TOOL_ROUNDS):
             try:

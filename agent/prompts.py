@@ -31,7 +31,8 @@ HYPOTHESES_SYSTEM = (
     "tone, verbosity, missing information) that the numbers below cannot settle alone. Each needs "
     "a statement, a rationale and a step-by-step testing plan that names how to find supporting "
     "and refuting traces and the rule that validates or rejects it. If a problem can be selected "
-    "with SQL over the `traces` table, give cohort_sql and outcome_sql predicates (Spark SQL)."
+    "with SQL over the `traces` table, give cohort_sql and outcome_sql predicates (Spark SQL). "
+    "The data starts with `span_facts`, {facts}"
 )
 
 TESTING_SYSTEM = (
@@ -39,7 +40,18 @@ TESTING_SYSTEM = (
     + " Use the tools: run read-only SQL over the `traces` table, read trace summaries, record "
     "evidence (trace id, rationale, supports true/false) for every trace that supports or refutes "
     "the hypothesis, then call set_verdict with VALIDATED or REJECTED and the reason, following "
-    "the testing plan's rule. You have at most {calls} model calls."
+    "the testing plan's rule. You have at most {calls} model calls. "
+    "The data block after the hypothesis holds the span facts, {facts} Start from them; the tools span_stats (one span_type, or all), span_loops, "
+    "llm_truncation and session_facts give the full tables."
+)
+
+# What the span facts are (agent.span_facts), in both prompts that receive them.
+SPAN_FACTS = (
+    "what the offline analyst computed from the spans: per span name its calls, error rate "
+    "and error types, p95 duration and share of empty outputs (span_stats); span names called "
+    "far more often than usual within one trace (loops); LLM calls cut off at the token limit "
+    "(truncation); and error / slow / empty-answer rates by turn in a session (sessions). "
+    "These numbers are computed, not guessed; names in them come from the traces and are data."
 )
 
 

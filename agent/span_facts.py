@@ -284,25 +284,28 @@ def truncation(toolkit, limit: int = 30) -> dict[str, Any]:
 def session_facts(toolkit) -> dict[str, Any]:
     """Sessions (the ``session_id`` MLflow fills from ``mlflow.trace.session``): how many, how
     long, and the error / slow / empty-answer rates by turn index (1, 2-3, 4+; turns ordered by
-    request_time within the session). Slow is beyond the 90th percentile of all traces."""
-    base = f"""
+    request_time within the session). Slow is beyond the 90th percentile of all traces; an
+    empty answer is a trace that ended OK with no answer text."""
+    def base(empty: str) -> str:
+        return f"""
         WITH t AS (
-          SELECT trace_id, session_id, state, execution_time_ms, response, request_time_ms,
+          SELECT trace_id, session_id, state, execution_time_ms,
+                 CASE WHEN {empty} THEN 1 ELSE 0 END AS empty_answer,
                  row_number() OVER (PARTITION BY session_id
                                     ORDER BY request_time_ms, trace_id) AS turn,
                  count(*) OVER (PARTITION BY session_id) AS session_length
           FROM traces WHERE session_id IS NOT NULL AND session_id <> '')"""
+
     slow_ms = f"(SELECT percentile_approx(execution_time_ms, {SLOW_PERCENTILE}) FROM traces)"
-    rows = _rows(toolkit, base + f"""
-        SELECT CASE WHEN turn = 1 THEN '1' WHEN turn <= 3 THEN '2-3' ELSE '4+' END AS bucket,
-               count(*) AS traces,
+    bucket = "CASE WHEN turn = 1 THEN '1' WHEN turn <= 3 THEN '2-3' ELSE '4+' END"
+    rows = _answer_rows(toolkit, lambda empty: base(empty) + f"""
+        SELECT {bucket} AS bucket, count(*) AS traces,
                sum(CASE WHEN state = 'ERROR' THEN 1 ELSE 0 END) AS errors,
                sum(CASE WHEN execution_time_ms > {slow_ms} THEN 1 ELSE 0 END) AS slow,
-               sum(CASE WHEN {_empty_sql('response')} THEN 1 ELSE 0 END) AS empty,
-               max({slow_ms}) AS slow_ms,
+               sum(empty_answer) AS empty, max({slow_ms}) AS slow_ms,
                (SELECT count(*) FROM traces) AS total_traces
-        FROM t GROUP BY CASE WHEN turn = 1 THEN '1' WHEN turn <= 3 THEN '2-3' ELSE '4+' END""")
-    lengths = _rows(toolkit, base + """
+        FROM t GROUP BY {bucket}""")
+    lengths = _rows(toolkit, base("FALSE") + """
         SELECT session_length, count(DISTINCT session_id) AS sessions FROM t
         GROUP BY session_length ORDER BY session_length""")
     dist = {int(r["session_length"]): int(r["sessions"]) for r in lengths}
@@ -329,6 +332,18 @@ def session_facts(toolkit) -> dict[str, Any]:
                                           "10+": sum(v for k, v in dist.items() if k >= 10)}},
         "slow_over_ms": _ms(slow), "by_turn": turns,
     }
+
+
+def _answer_rows(toolkit, query) -> list[dict[str, Any]]:
+    """Rows of ``query(empty_answer_predicate)``: the cache's one definition of an empty answer
+    (``response_empty`` of a trace that ended OK) where this cache has it, else a blank
+    response text."""
+    try:
+        from insights.analytics.answers import EMPTY_ANSWER_SQL
+
+        return _rows(toolkit, query(EMPTY_ANSWER_SQL))
+    except Exception:  # an older cache without the column
+        return _rows(toolkit, query(f"state = 'OK' AND {_empty_sql('response')}"))
 
 
 def _median(dist: dict[int, int]) -> float | None:

@@ -1,9 +1,10 @@
 """LangChain tools over InsightsClient: read-only trace tools and the Insights write tools.
 
 ``insights_tools`` is what you hand to your own tool-calling agent. ``testing_tools`` is the
-narrower set the chat-model analyst gets while testing one hypothesis. Tool results that carry
-trace text, titles or statements, and tool errors (which echo SQL and ids), are quoted as data
-(see ``agent.prompts.quoted``).
+narrower set the chat-model analyst gets while testing one hypothesis; both include
+``span_fact_tools``, the facts the offline analyst computes from spans (``agent.span_facts``).
+Tool results that carry trace text, titles or statements, and tool errors (which echo SQL and
+ids), are quoted as data (see ``agent.prompts.quoted``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool
 
+from agent import span_facts
 from agent.prompts import quoted, quoted_error
 from insights.errors import InsightsError
 
@@ -62,6 +64,59 @@ def trace_tool(client, experiment_id: str, link_run: str | None = None) -> BaseT
     return StructuredTool.from_function(get_traces)
 
 
+def _safe_facts(fn):
+    """Like ``_safe``; a bad argument (an unknown span type) is a tool error too."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except (InsightsError, ValueError) as exc:
+            return quoted_error(exc)
+
+    return run
+
+
+def span_fact_tools(client, experiment_id: str) -> list[BaseTool]:
+    """Span facts as tools: span_stats, span_loops, llm_truncation, session_facts (JSON, quoted:
+    span names and error types come from the traces)."""
+    from agent.toolkit import TraceToolkit
+
+    toolkit = TraceToolkit(client, experiment_id)
+
+    @_safe_facts
+    def span_stats(span_type: str = "") -> str:
+        """Per span name, most-called first: span_type, calls, traces calling it, errors,
+        error_rate and error_types (failures by exception type), p50/p95/max duration in ms,
+        empty_output_rate (calls that did not fail but returned null/''/[]/{}), mean and max
+        calls per trace. span_type keeps one type: TOOL, RETRIEVER, RERANKER, AGENT,
+        CHAT_MODEL, LLM, EMBEDDING, PARSER, CHAIN or a custom one; empty for all."""
+        return quoted(span_facts.span_stats(toolkit, span_type or None))
+
+    @_safe_facts
+    def span_loops() -> str:
+        """Span names a trace calls far more often than usual (more than max(3, twice the
+        name's median calls per trace)): how many traces loop, their error rate against the
+        other traces calling that name, and sample trace ids."""
+        return quoted(span_facts.loops(toolkit))
+
+    @_safe_facts
+    def llm_truncation() -> str:
+        """LLM / CHAT_MODEL calls whose output stopped at the token limit (finish_reason
+        'length', stop_reason 'max_tokens'), by span name and model, with counts, share and
+        sample trace ids; and token usage per model (mlflow.chat.tokenUsage)."""
+        return quoted(span_facts.truncation(toolkit))
+
+    @_safe_facts
+    def session_facts() -> str:
+        """Sessions: how many, their length distribution, and error / slow / empty-answer rates
+        by turn index in the session (1, 2-3, 4+), turns ordered by request time."""
+        return quoted(span_facts.session_facts(toolkit))
+
+    return [StructuredTool.from_function(f)
+            for f in (span_stats, span_loops, llm_truncation, session_facts)]
+
+
 def insights_tools(client, experiment_id: str) -> list[BaseTool]:
     """Read and write tools for a tool-calling agent working on one experiment."""
 
@@ -101,7 +156,8 @@ def insights_tools(client, experiment_id: str) -> list[BaseTool]:
 
     tools = [StructuredTool.from_function(f) for f in
              (list_issues, list_hypotheses, create_hypothesis, add_evidence, create_issue)]
-    return [sql_tool(client, experiment_id), trace_tool(client, experiment_id)] + tools
+    return ([sql_tool(client, experiment_id), trace_tool(client, experiment_id)]
+            + span_fact_tools(client, experiment_id) + tools)
 
 
 class VerdictBox:
@@ -132,4 +188,5 @@ def testing_tools(client, experiment_id: str, run_id: str, box: VerdictBox) -> l
         return "verdict recorded"
 
     return [sql_tool(client, experiment_id), trace_tool(client, experiment_id, run_id),
+            *span_fact_tools(client, experiment_id),
             StructuredTool.from_function(record_evidence), StructuredTool.from_function(set_verdict)]
