@@ -48,7 +48,21 @@ class Latency(_Part):
     ok: Percentiles = Field(default_factory=Percentiles)
 
 
+class SpanErrorType(_Part):
+    """A span's failures of one error type (``insights.analytics.errors.error_type``)."""
+
+    _if_set = ("sample_count",)
+    type: str
+    count: int
+    traces: int
+    failed_traces: int = 0  # of ``traces``, those that ended in ERROR (the rest recovered OK)
+    message: str = ""  # the most frequent message, without its 'Type: ' prefix
+    sample_trace_ids: list[str] = []
+    sample_count: int | None = None
+
+
 class SpanStats(_Part):
+    _if_set = ("root_count", "failed_traces", "error_types")
     name: str
     span_type: str | None = None
     count: int
@@ -59,16 +73,21 @@ class SpanStats(_Part):
     p95_ms: Num = None
     max_ms: Num = None
     sample_trace_ids: list[str] = []
+    root_count: int = 0  # calls that were the trace's root span
+    failed_traces: int = 0  # traces_with_error that ended in ERROR (the rest recovered OK)
+    error_types: list[SpanErrorType] = []
 
 
 class ErrorGroup(_Part):
-    _if_set = ("sample_count",)
+    _if_set = ("sample_count", "error_type", "failed_traces")
     message: str
     count: int
-    traces: int
+    traces: int  # traces with such a span error, whatever the trace's outcome
     span_names: list[str] = []
     sample_trace_ids: list[str] = []
     sample_count: int | None = None  # server census: the sample's own count before scaling
+    error_type: str | None = None
+    failed_traces: int | None = None  # of ``traces``, those that ended in ERROR
 
 
 class ToolStats(_Part):
@@ -99,10 +118,23 @@ class EmptyResponses(_Part):
     sample_count: int | None = None
 
 
+class RepeatedAnswer(_Part):
+    """One exact non-empty answer given by many OK traces (a canned fallback)."""
+
+    _if_set = ("sample_count",)
+    text: str
+    count: int
+    share: float = 0.0  # of OK traces
+    sample_trace_ids: list[str] = []
+    sample_count: int | None = None
+
+
 class Responses(_Part):
+    _if_set = ("repeated_answers",)
     request_length: Distribution = Field(default_factory=Distribution)
     response_length: Distribution = Field(default_factory=Distribution)
     empty_responses: EmptyResponses
+    repeated_answers: list[RepeatedAnswer] = []
 
 
 class TokenPerTrace(_Part):
@@ -134,7 +166,32 @@ class Cost(_Part):
     sample_trace_ids: list[str] = []
 
 
+class AssessmentScaleInfo(_Part):
+    """How an assessment's values were judged (``insights.analytics.assessments``)."""
+
+    kind: str = "categorical"  # bool | yes/no | pass/fail | verdict | numeric | categorical
+    rule: str = ""
+    threshold: Num = None  # numeric: a value fails below it
+    low: Num = None
+    high: Num = None
+    failing_values: list[str] = []
+
+    def scale(self, name: str):
+        from insights.analytics.assessments import AssessmentScale
+
+        return AssessmentScale.from_dict(name, self.model_dump())
+
+
+class FailingRationale(_Part):
+    _if_set = ("sample_count",)
+    rationale: str
+    count: int
+    sample_trace_ids: list[str] = []
+    sample_count: int | None = None
+
+
 class AssessmentStats(_Part):
+    _if_set = ("failing_traces", "scale", "failing_rationales")
     name: str
     count: int
     traces: int
@@ -142,6 +199,9 @@ class AssessmentStats(_Part):
     failing: int
     failing_rate: float
     sample_trace_ids: list[str] = []
+    failing_traces: int | None = None  # distinct traces with a failing value
+    scale: AssessmentScaleInfo | None = None  # None in censuses stored before scales
+    failing_rationales: list[FailingRationale] = []  # the most frequent, of failing ones
 
 
 class TimeBucket(_Part):

@@ -20,10 +20,21 @@ from typing import Any
 
 import duckdb
 
-from insights.analytics.assessments import failing_predicate, is_failing
+from insights.analytics.assessments import AssessmentScale, infer_scale, read_scales
+from insights.analytics.errors import MESSAGE_CHARS
 
 SAMPLES = 5
 HOUR_MS, DAY_MS = 3_600_000, 86_400_000
+RATIONALE_CHARS = 200
+TOP_RATIONALES = 3
+REPEATED_MIN_SHARE, REPEATED_MIN_TRACES, REPEATED_MAX = 0.03, 10, 10
+# The error type of a failed span row of ``s`` (flat span_rows): the same as
+# ``errors.error_type_sql`` over a span struct; span_rows.exception_type is the exception
+# event's ``exception.type`` (parsed by the sources), the rest reads the status message.
+ERROR_TYPE_ROW = (
+    "coalesce(nullif(exception_type, ''), "
+    "nullif(regexp_extract(status_message, '^([A-Za-z_][A-Za-z0-9_.]*): ', 1), ''), "
+    f"substring(coalesce(status_message, 'ERROR'), 1, {MESSAGE_CHARS}))")
 
 
 class Query:
@@ -157,18 +168,44 @@ class SpansSection(Section):
         key = "name || chr(31) || coalesce(span_type, '')"
         samples = q.samples(
             f"SELECT {key} AS k, trace_id, (status_code = 'ERROR')::INT AS pri FROM s")
+        types = self.error_types(q, key)
         out = []
-        for k, name, typ, n, err, terr, p, mx in q.rows(f"""
+        for k, name, typ, n, err, terr, roots, failed, p, mx in q.rows(f"""
                 SELECT {key}, name, span_type, count(*),
                        count(*) FILTER (WHERE status_code = 'ERROR'),
                        count(DISTINCT trace_id) FILTER (WHERE status_code = 'ERROR'),
+                       count(*) FILTER (WHERE is_root),
+                       count(DISTINCT trace_id) FILTER (WHERE status_code = 'ERROR'
+                                                        AND trace_state = 'ERROR'),
                        quantile_cont(duration_ms, [0.5, 0.95]), max(duration_ms)
-                FROM s GROUP BY ALL ORDER BY 5 DESC, 4 DESC, 2"""):
+                FROM (SELECT s.*, t.state AS trace_state FROM s LEFT JOIN t USING (trace_id))
+                GROUP BY ALL ORDER BY 5 DESC, 4 DESC, 2"""):
             out.append({"name": name, "span_type": typ, "count": n, "error_count": err,
                         "error_rate": rate(err, n), "traces_with_error": terr,
                         "p50_ms": num(p[0]), "p95_ms": num(p[1]), "max_ms": num(mx),
-                        "sample_trace_ids": samples.get(k, [])})
+                        "sample_trace_ids": samples.get(k, []), "root_count": roots,
+                        "failed_traces": failed, "error_types": types.get(k, [])})
         return {"spans": out}
+
+    @staticmethod
+    def error_types(q, key: str) -> dict[str, list[dict]]:
+        """Per span key: its failures by error type (``errors.error_type``), most first."""
+        err = (f"SELECT {key} AS sk, {ERROR_TYPE_ROW} AS etype, s.trace_id, "
+               "coalesce(nullif(exception_message, ''), status_message) AS msg, "
+               "t.state AS trace_state FROM s LEFT JOIN t USING (trace_id) "
+               "WHERE status_code = 'ERROR'")
+        samples = q.samples(f"SELECT sk || chr(30) || etype AS k, trace_id, "
+                            f"(trace_state = 'ERROR')::INT AS pri FROM ({err})")
+        out: dict[str, list[dict]] = {}
+        for sk, etype, n, nt, failed, msg in q.rows(f"""
+                SELECT sk, etype, count(*), count(DISTINCT trace_id),
+                       count(DISTINCT trace_id) FILTER (WHERE trace_state = 'ERROR'),
+                       mode(msg ORDER BY msg) FROM ({err}) GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"""):
+            out.setdefault(sk, []).append({
+                "type": etype, "count": n, "traces": nt, "failed_traces": failed,
+                "message": _short_message(msg, etype),
+                "sample_trace_ids": samples.get(f"{sk}\x1e{etype}", [])})
+        return out
 
     def server_queries(self, m):
         return {"span_counts": m.keyed("SPANS", "span_count", [m.agg("COUNT")],
@@ -186,36 +223,70 @@ class SpansSection(Section):
             n, err = sum(by_status.values()), by_status.get("ERROR", 0)
             lat = facts.results["span_latency"].get((name,), {})
             s = seen.get((name, typ), {})
+            roots = s.get("root_count", 0)
             out.append({"name": name, "span_type": typ, "count": n, "error_count": err,
                         "error_rate": rate(err, n),
                         "traces_with_error": min(err, facts.scaled(s.get("traces_with_error", 0))),
                         "p50_ms": num(lat.get("P50.0")), "p95_ms": num(lat.get("P95.0")),
                         "max_ms": num(lat.get("MAX")),
-                        "sample_trace_ids": s.get("sample_trace_ids", [])})
+                        "sample_trace_ids": s.get("sample_trace_ids", []),
+                        # the server has no root or trace-outcome dimension: from the sample
+                        "root_count": n if roots and roots == s.get("count") else
+                        min(n, facts.scaled(roots)),
+                        "failed_traces": min(err, facts.scaled(s.get("failed_traces", 0))),
+                        "error_types": _scaled_types(s.get("error_types", []), err, facts)})
         out.sort(key=lambda s: (-s["error_count"], -s["count"], s["name"]))
         return {"spans": out}
 
 
+def _short_message(msg: str | None, etype: str) -> str:
+    """A failure's message without its ``Type: `` prefix, cut short."""
+    text = (msg or "").strip()
+    if text.startswith(f"{etype}: "):
+        text = text[len(etype) + 2:]
+    return text[:RATIONALE_CHARS]
+
+
+def _scaled_types(types: list[dict], err: int, facts: ServerFacts) -> list[dict]:
+    if facts.scale <= 1:
+        return types
+    return [{**e, "sample_count": e["count"], "count": min(err, facts.scaled(e["count"])),
+             "traces": min(err, facts.scaled(e["traces"])),
+             "failed_traces": min(err, facts.scaled(e["failed_traces"]))} for e in types]
+
+
 class ErrorsSection(Section):
+    """Span errors by message. ``traces`` counts traces with such a span error, whatever
+    their outcome; ``failed_traces`` only those that ended in ERROR (a span error in a trace
+    that ended OK was recovered from)."""
+
     keys = ("errors",)
 
     def exact(self, q, c):
         msg = ("coalesce(CASE WHEN exception_type IS NOT NULL THEN exception_type || ': ' || "
                "coalesce(exception_message, '') END, nullif(status_message, ''), '(no message)')")
-        err = f"SELECT {msg} AS k, trace_id, name FROM s WHERE status_code = 'ERROR'"
-        samples = q.samples(f"SELECT k, trace_id, 0 AS pri FROM ({err})")
+        err = (f"SELECT {msg} AS k, {ERROR_TYPE_ROW} AS etype, s.trace_id, name, "
+               "t.state AS trace_state FROM s LEFT JOIN t USING (trace_id) "
+               "WHERE status_code = 'ERROR'")
+        samples = q.samples(f"SELECT k, trace_id, (trace_state = 'ERROR')::INT AS pri "
+                            f"FROM ({err})")
         return {"errors": [
             {"message": k, "count": n, "traces": nt, "span_names": sorted(names),
-             "sample_trace_ids": samples.get(k, [])}
-            for k, n, nt, names in q.rows(
-                f"SELECT k, count(*), count(DISTINCT trace_id), list(DISTINCT name) "
+             "sample_trace_ids": samples.get(k, []), "error_type": etype,
+             "failed_traces": failed}
+            for k, n, nt, names, etype, failed in q.rows(
+                f"SELECT k, count(*), count(DISTINCT trace_id), list(DISTINCT name), "
+                f"mode(etype ORDER BY etype), "
+                f"count(DISTINCT trace_id) FILTER (WHERE trace_state = 'ERROR') "
                 f"FROM ({err}) GROUP BY k ORDER BY 2 DESC, 1 LIMIT 100")]}
 
     def server(self, c, facts):
         if facts.scale <= 1:
             return {}
         return {"errors": [{**e, "sample_count": e["count"], "count": facts.scaled(e["count"]),
-                            "traces": facts.scaled(e["traces"])} for e in c["errors"]]}
+                            "traces": facts.scaled(e["traces"]),
+                            "failed_traces": facts.scaled(e.get("failed_traces", 0))}
+                           for e in c["errors"]]}
 
 
 def tools_from_spans(spans: list[dict]) -> list[dict]:
@@ -239,7 +310,9 @@ class ToolsSection(Section):
         return {"tools": tools_from_spans(c["spans"])}
 
 
-EMPTY_DEFINITION = "OK traces whose root span output is missing or empty ('', \"\", null, {}, [])"
+EMPTY_DEFINITION = ("OK traces whose root span output holds no answer text: missing, or every "
+                    "text leaf empty ('', null, {}, [], {\"answer\": \"\"}, chat completions "
+                    "and messages with empty content); see insights.analytics.answers")
 
 
 class ResponsesSection(Section):
@@ -260,14 +333,46 @@ class ResponsesSection(Section):
         return {"responses": {
             "request_length": dist("request_length"), "response_length": dist("response_length"),
             "empty_responses": {"count": n_empty, "sample_trace_ids": ids,
-                                "definition": EMPTY_DEFINITION}}}
+                                "definition": EMPTY_DEFINITION},
+            "repeated_answers": self.repeated(q)}}
+
+    @staticmethod
+    def repeated(q) -> list[dict]:
+        """The same non-empty answer given to many requests (a canned fallback): exact
+        responses of at least 3% of OK traces and at least 10 traces, most frequent first."""
+        (n_ok,) = q.rows("SELECT count(*) FROM t WHERE state = 'OK'")[0]
+        out = []
+        for resp, n, ids in q.rows(
+                "SELECT response, count(*), list_sort(list(trace_id))[1:$samples] FROM t "
+                "WHERE state = 'OK' AND NOT coalesce(response_empty, true) GROUP BY response "
+                "HAVING count(*) >= $least AND count(*) >= $share ORDER BY 2 DESC, 1 LIMIT $top",
+                {"samples": SAMPLES, "least": REPEATED_MIN_TRACES,
+                 "share": REPEATED_MIN_SHARE * n_ok, "top": REPEATED_MAX}):
+            out.append({"text": _answer_text(resp), "count": n, "share": rate(n, n_ok),
+                        "sample_trace_ids": ids})
+        return out
 
     def server(self, c, facts):
         if facts.scale <= 1:
             return {}
         empty = c["responses"]["empty_responses"]
-        return {"responses": {**c["responses"], "empty_responses": {
-            **empty, "sample_count": empty["count"], "count": facts.scaled(empty["count"])}}}
+        return {"responses": {
+            **c["responses"],
+            "empty_responses": {**empty, "sample_count": empty["count"],
+                                "count": facts.scaled(empty["count"])},
+            "repeated_answers": [{**r, "sample_count": r["count"],
+                                  "count": facts.scaled(r["count"])}
+                                 for r in c["responses"].get("repeated_answers", [])]}}
+
+
+def _answer_text(response: str | None) -> str:
+    """A response as shown: a JSON string unquoted, cut to 200 characters."""
+    try:
+        value = json.loads(response) if response is not None else ""
+    except ValueError:
+        value = response
+    text = value if isinstance(value, str) else response
+    return text[:RATIONALE_CHARS]
 
 
 class TokensSection(Section):
@@ -342,27 +447,48 @@ def _value_text(value: str | None) -> str:
 
 
 class AssessmentsSection(Section):
+    """Per assessment name: how many, how many fail on the name's own scale (``assessments``
+    module), the values, and the most frequent rationales of the failing ones."""
+
     keys = ("assessments",)
 
     def exact(self, q, c):
-        fail = failing_predicate("value")
+        scales = read_scales(q.rows("SELECT name, value, count(*) FROM a GROUP BY 1, 2"))
+        fail = failing_case(scales, "name", "value")
         samples = q.samples(f"SELECT name AS k, trace_id, ({fail})::INT AS pri FROM a")
+        rationales = self.rationales(q, fail)
         out = []
-        for name, n, nt, failing, vals in q.rows(f"""
+        for name, n, nt, failing, failing_traces, vals in q.rows(f"""
                 SELECT name, count(*), count(DISTINCT trace_id), count(*) FILTER (WHERE {fail}),
-                       list(value) FROM a GROUP BY name ORDER BY name"""):
+                       count(DISTINCT trace_id) FILTER (WHERE {fail}), list(value)
+                FROM a GROUP BY name ORDER BY name"""):
             counts: dict[str, int] = {}
             for v in vals:
                 counts[str(v)] = counts.get(str(v), 0) + 1
-            out.append(self._entry(name, n, nt, counts, failing, samples.get(name, [])))
+            out.append(self._entry(name, n, nt, counts, failing, samples.get(name, []),
+                                   failing_traces, scales[name], rationales.get(name, [])))
         return {"assessments": out}
 
     @staticmethod
-    def _entry(name, n, traces, counts, failing, samples) -> dict:
+    def rationales(q, fail: str) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for name, text, n, ids in q.rows(f"""
+                SELECT name, rationale, count(*), list_sort(list(DISTINCT trace_id))[1:$k]
+                FROM a WHERE ({fail}) AND nullif(trim(rationale), '') IS NOT NULL
+                GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2""", {"k": SAMPLES}):
+            if len(out.setdefault(name, [])) < TOP_RATIONALES:
+                out[name].append({"rationale": text.strip()[:RATIONALE_CHARS], "count": n,
+                                  "sample_trace_ids": ids})
+        return out
+
+    @staticmethod
+    def _entry(name, n, traces, counts, failing, samples, failing_traces,
+               scale: AssessmentScale, rationales) -> dict:
         return {"name": name, "count": n, "traces": traces,
                 "values": dict(sorted(counts.items(), key=lambda kv: -kv[1])[:50]),
                 "failing": failing, "failing_rate": rate(failing, n),
-                "sample_trace_ids": samples}
+                "sample_trace_ids": samples, "failing_traces": failing_traces,
+                "scale": scale.to_dict(), "failing_rationales": rationales}
 
     def server_queries(self, m):
         return {"assessments": m.keyed("ASSESSMENTS", "assessment_count", [m.agg("COUNT")],
@@ -376,11 +502,25 @@ class AssessmentsSection(Section):
         out = []
         for name, values in sorted(by_name.items()):
             n = sum(values.values())
-            failing = sum(k for v, k in values.items() if is_failing(v))
+            scale = infer_scale(name, values)
+            failing = sum(k for v, k in values.items() if scale.is_failing(v))
             s = sampled.get(name, {})
-            out.append(self._entry(name, n, min(n, facts.scaled(s.get("traces", 0))), values,
-                                   failing, s.get("sample_trace_ids", [])))
+            rationales = s.get("failing_rationales", [])
+            if facts.scale > 1:
+                rationales = [{**r, "sample_count": r["count"], "count": facts.scaled(r["count"])}
+                              for r in rationales]
+            out.append(self._entry(
+                name, n, min(n, facts.scaled(s.get("traces", 0))), values, failing,
+                s.get("sample_trace_ids", []),
+                min(failing, facts.scaled(s.get("failing_traces", 0))), scale, rationales))
         return {"assessments": out}
+
+
+def failing_case(scales: dict[str, AssessmentScale], name_sql: str, value_sql: str) -> str:
+    """DuckDB: true when the assessment (``name_sql``, ``value_sql``) fails on its scale."""
+    whens = " ".join(f"WHEN {name_sql} = '{n.replace(chr(39), chr(39) * 2)}' "
+                     f"THEN {sc.failing_sql(value_sql)}" for n, sc in scales.items())
+    return f"CASE {whens} ELSE FALSE END" if whens else "FALSE"
 
 
 class TimeBucketsSection(Section):
