@@ -1,209 +1,48 @@
 """Find candidate hypotheses: features of traces that go with a problem outcome.
 
-Outcomes: a trace ends in ERROR, is slow (beyond the 90th percentile), gets an empty
-response, or fails an assessment. Features: a TOOL span is called, the request is long, the
-request mentions a word, the trace falls in a time window. Each is both a numpy mask (for the
-screen) and a SQL predicate (for the executable plan), and the two mean the same thing.
+Outcomes (``agent.outcomes``) range from a trace ending in ERROR to one span failing with one
+error type; features (``agent.features``) from which spans ran to a tag, a session turn or a
+time window. Each is both a numpy mask (for the screen) and a SQL predicate (for the
+executable plan), and the two mean the same thing.
 
-The screen runs on the exploration half only; the holdout half is left for testing.
+The screen runs on the exploration half only; the holdout half is left for testing. Every
+candidate, segment checks included, that overlaps a stronger one for the same outcome (a
+time window above all) is tested with the stronger one's traces set aside.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
-from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
-from scipy.stats import fisher_exact, hypergeom
+from scipy.stats import fisher_exact
 
-from agent.frame import EMPTY_RESPONSES, TraceFrame, quote, sql_list
-from insights.analytics.assessments import failing_predicate
+from agent.features import features, segment_features, window_feature
+from agent.frame import TraceFrame
+from agent.outcomes import outcomes
+from agent.vocabulary import Candidate, Feature, Outcome  # noqa: F401 (the vocabulary's home)
 
 # Documented screening thresholds: a candidate must clear all of these on the exploration half.
 SCREEN_MAX_P = 0.01   # lenient: every candidate must still pass the holdout test
 SCREEN_MIN_RATIO = 2.0
 SCREEN_MIN_EVENTS = 5
 MAX_PER_OUTCOME = 3
-MAX_HYPOTHESES = 12
-MAX_WORDS = 150
+MAX_HYPOTHESES = 20
 OVERLAP_FOR_EXCLUDE = 0.3
 NESTED_SHARE = 0.9           # a feature with this share of its traces inside another's is nested in it
 MAX_SEGMENT_CHECKS = 3
-SEGMENT_MIN_SHARE, SEGMENT_MAX_SHARE = 0.05, 0.5
-STRUCTURAL = ("tool", "length", "window", "segment")
+STRUCTURAL = ("tool", "span", "span_error", "span_empty", "documents", "value", "truncated",
+              "tokens", "session", "length", "window", "segment")
 COARSE = ("length", "window")   # threshold cuts: a pattern inside one describes it better
-_WORD = re.compile(r"[a-z][a-z\-]{3,}")
-_STOP = {"that", "this", "with", "from", "have", "what", "which", "about", "your", "there",
-         "would", "could", "should", "please", "content", "role", "user", "messages", "assistant",
-         "system", "text", "type", "input", "inputs", "query", "question", "request", "true",
-         "false", "null", "none"}
 
 
-@dataclass
-class Outcome:
-    key: str
-    label: str          # "end in an error"
-    noun: str           # "errors"
-    sql: str
-    mask: np.ndarray
-    scope_sql: str | None = None   # assessment outcomes compare only assessed traces
-    scope: np.ndarray | None = None
-
-
-@dataclass
-class Feature:
-    key: str
-    kind: str
-    label: str          # "traces that call the `search` tool"
-    sql: str
-    mask: np.ndarray
-    detail: dict = field(default_factory=dict)
-
-
-@dataclass
-class Candidate:
-    outcome: Outcome
-    feature: Feature
-    events: int
-    n: int
-    control_events: int
-    control_n: int
-    p_value: float
-    ratio: float
-    exclude: list[str] = field(default_factory=list)
-    within: list[str] = field(default_factory=list)
-
-
-def outcomes(frame: TraceFrame) -> list[Outcome]:
-    out = []
-    if frame.error.sum() >= SCREEN_MIN_EVENTS:
-        out.append(Outcome("error", "end in an error", "errors", "state = 'ERROR'", frame.error))
-    if len(frame):
-        p90 = float(np.percentile(frame.latency_ms, 90))
-        slow = frame.latency_ms > p90
-        if slow.sum() >= SCREEN_MIN_EVENTS:
-            out.append(Outcome("slow", f"are slow (over {p90 / 1000:.1f} s, the 90th percentile)",
-                               "slow traces", f"execution_time_ms > {int(p90)}", slow,
-                               ))
-    empty = frame.empty_response & ~frame.error   # a failed trace has no answer by definition
-    if empty.sum() >= SCREEN_MIN_EVENTS:
-        sql = f"state = 'OK' AND coalesce(trim(response), '') IN ({sql_list(EMPTY_RESPONSES)})"
-        out.append(Outcome("empty", "get an empty response", "empty responses", sql, empty))
-    for name in sorted(set().union(*frame.assessed) if len(frame) else set()):
-        fails = frame.has(frame.failing, name)
-        if fails.sum() >= SCREEN_MIN_EVENTS:
-            q = quote(name)
-            out.append(Outcome(
-                f"assessment:{name}", f"fail the {q} assessment", f"failed {q} assessments",
-                f"exists(assessments, a -> a.name = {q} AND {failing_predicate('a.value')})",
-                fails, scope_sql=f"exists(assessments, a -> a.name = {q})",
-                scope=frame.has(frame.assessed, name),
-            ))
-    return out
-
-
-def features(frame: TraceFrame) -> list[Feature]:
-    feats = [_tool_feature(frame, t) for t in sorted(set().union(*frame.tools) if len(frame) else set())]
-    lengths = np.array([len(r) for r in frame.request], dtype=np.int64)
-    if len(frame):
-        p75 = int(np.percentile(lengths, 75))
-        feats.append(Feature("long_request", "length", f"requests longer than {p75} characters",
-                             f"length(request) > {p75}", lengths > p75, {"threshold": p75}))
-    feats += segment_features(frame)
-    feats += [_word_feature(frame, w) for w in _frequent_words(frame)]
-    return [f for f in feats if 0 < f.mask.sum() < len(frame)]
-
-
-def _tool_feature(frame: TraceFrame, tool: str) -> Feature:
-    q = quote(tool)
-    return Feature(f"tool:{tool}", "tool", f"traces that call the {q} tool",
-                   f"exists(spans, s -> s.span_type = 'TOOL' AND s.name = {q})",
-                   frame.has(frame.tools, tool), {"tool": tool})
-
-
-def _word_feature(frame: TraceFrame, word: str) -> Feature:
-    mask = np.array([word in r.lower() for r in frame.request], dtype=bool)
-    return Feature(f"word:{word}", "word", f"requests mentioning '{word}'",
-                   f"lower(request) LIKE '%{word}%'", mask, {"word": word})
-
-
-def _frequent_words(frame: TraceFrame) -> list[str]:
-    df: Counter[str] = Counter()
-    for text in frame.request:
-        df.update(set(_WORD.findall(text.lower())) - _STOP)
-    n = len(frame)
-    ok = [(w, c) for w, c in df.items() if 0.02 * n <= c <= 0.6 * n and c >= SCREEN_MIN_EVENTS]
-    ok.sort(key=lambda wc: (-wc[1], wc[0]))
-    return [w for w, _ in ok[:MAX_WORDS]]
-
-
-def segment_features(frame: TraceFrame) -> list[Feature]:
-    """Low-cardinality trace tags (locale, tier, channel, version...): segments worth checking."""
-    values: dict[str, Counter[str]] = {}
-    for tags in frame.tags:
-        for key, value in tags.items():
-            values.setdefault(key, Counter())[str(value)] += 1
-    feats = []
-    n = len(frame)
-    for key, counts in sorted(values.items()):
-        if not 2 <= len(counts) <= 10:
-            continue
-        for value, count in sorted(counts.items()):
-            if SEGMENT_MIN_SHARE * n <= count <= SEGMENT_MAX_SHARE * n:
-                mask = np.array([str(t.get(key)) == value for t in frame.tags], dtype=bool)
-                feats.append(Feature(f"segment:{key}={value}", "segment",
-                                     f"traces tagged {key}={value}",
-                                     f"tags[{quote(key)}] = {quote(value)}", mask,
-                                     {"tag": key, "value": value}))
-    return feats
-
-
-def window_feature(frame: TraceFrame, outcome: Outcome, max_hours: int = 12) -> Feature | None:
-    """The run of consecutive hours where the outcome is most over-represented."""
-    if not len(frame):
-        return None
-    hour = (frame.time_ms // 3_600_000).astype(np.int64)
-    first, last = int(hour.min()), int(hour.max())
-    if last - first < 3:
-        return None
-    span = last - first + 1
-    total = np.bincount(hour - first, minlength=span)
-    events = np.bincount(hour - first, weights=outcome.mask.astype(float), minlength=span)
-    starts, lengths = np.meshgrid(np.arange(span), np.arange(1, max_hours + 1), indexing="ij")
-    ok = starts + lengths <= span
-    starts, lengths = starts[ok], lengths[ok]
-    cum_n = np.concatenate([[0], np.cumsum(total)])
-    cum_e = np.concatenate([[0], np.cumsum(events)])
-    n = cum_n[starts + lengths] - cum_n[starts]
-    e = cum_e[starts + lengths] - cum_e[starts]
-    # One-sided chance of seeing this many events in a window of this size (Fisher's tail).
-    p = hypergeom.sf(e - 1, int(total.sum()), int(events.sum()), n)
-    p[(n < SCREEN_MIN_EVENTS) | (n > 0.5 * total.sum()) | (e < SCREEN_MIN_EVENTS)] = 1.0
-    if not len(p) or p.min() >= SCREEN_MAX_P:
-        return None
-    i = int(np.argmin(p))
-    best = (int(starts[i]), int(lengths[i]))
-    lo = (first + best[0]) * 3_600_000
-    hi = lo + best[1] * 3_600_000
-    mask = (frame.time_ms >= lo) & (frame.time_ms < hi)
-    return Feature(f"window:{outcome.key}:{lo}", "window", f"traces between {_utc(lo)} and {_utc(hi)} UTC",
-                   f"request_time_ms >= {lo} AND request_time_ms < {hi}", mask,
-                   {"start_ms": lo, "end_ms": hi})
-
-
-def _utc(ms: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-
-
-def screen(frame: TraceFrame) -> list[Candidate]:
+def screen(frame: TraceFrame, sql_fn: Callable[[str], Any] | None = None,
+           where: str = "TRUE") -> list[Candidate]:
     """Candidates that clear the documented thresholds, strongest first per outcome."""
     chosen: list[Candidate] = []
-    base_features = features(frame)
+    base_features = features(frame, sql_fn, where)
     for outcome in outcomes(frame):
-        feats = list(base_features)
+        feats = [f for f in base_features if not tautology(outcome, f)]
         window = window_feature(frame, outcome)
         if window is not None:
             feats.append(window)
@@ -215,11 +54,29 @@ def screen(frame: TraceFrame) -> list[Candidate]:
     return chosen + segment_checks(frame, chosen)
 
 
+def tautology(outcome: Outcome, feature: Feature) -> bool:
+    """Pairs where the feature restates the outcome rather than explaining it.
+
+    A span outcome is judged only where its span runs, so that span's presence, failures and
+    empty results say nothing new; a failed span is how a trace ends in ERROR (the census
+    reports those facts); a cut-off generation is the truncation outcome itself.
+    """
+    span = outcome.detail.get("span")
+    same_span = span is not None and feature.detail.get("span") == span
+    if same_span and feature.kind in ("tool", "span", "span_error", "span_empty"):
+        return True
+    if outcome.kind == "error" and feature.kind == "span_error":
+        return True
+    return outcome.kind == "truncated" and feature.kind == "truncated"
+
+
 def segment_checks(frame: TraceFrame, chosen: list[Candidate]) -> list[Candidate]:
     """Each segment is checked for the outcome where it looks worst, significant or not.
 
     Segments are the first thing people suspect ("Spanish requests are handled worse"); a
-    check that comes back REJECTED with refuting traces is a finding too.
+    check that comes back REJECTED with refuting traces is a finding too. A check is tested
+    like any candidate: with the traces of stronger findings for its outcome (a time window
+    above all) set aside, so a segment whose traffic peaks in an incident is not blamed for it.
     """
     taken = {c.feature.key for c in chosen}
     outs = outcomes(frame)
@@ -227,8 +84,16 @@ def segment_checks(frame: TraceFrame, chosen: list[Candidate]) -> list[Candidate
     for feature in segment_features(frame):
         if feature.key in taken or not outs:
             continue
-        scored = [_score(o, feature) for o in outs]
-        checks.append(max(scored, key=lambda c: (c.ratio, -c.p_value)))
+        scored = [_score(o, feature) for o in outs if o.kind in ("error", "slow", "empty", "assessment")]
+        if not scored:
+            continue
+        check = max(scored, key=lambda c: (c.ratio, -c.p_value))
+        stronger = [c for c in chosen if c.outcome.key == check.outcome.key]
+        window = window_feature(frame, check.outcome)
+        if window is not None and window.key not in {c.feature.key for c in stronger}:
+            stronger.insert(0, _score(check.outcome, window))
+        _with_exclusions(stronger + [check])
+        checks.append(check)
     checks.sort(key=lambda c: c.p_value)
     return checks[:MAX_SEGMENT_CHECKS]
 

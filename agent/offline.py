@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from agent.census_issues import census_issues, error_text
 from agent.drafts import EvidenceDraft, HypothesisDraft, IssueDraft, Verdict
+from agent.frame import quote
 from agent.mining import Candidate, screen
 from agent.plans import EXPLORE_SQL, Plan, run_plan
+from agent.titles import issue_title
 
 if TYPE_CHECKING:
     from insights.analytics.census_model import Census
@@ -63,9 +65,10 @@ class OfflineAnalyst:
 
     def propose_hypotheses(self, census: Census, focus: str, toolkit) -> list[HypothesisDraft]:
         toolkit.progress("mining the exploration half of the traces for patterns")
-        candidates = screen(toolkit.frame(EXPLORE_SQL))
+        frame = toolkit.frame(EXPLORE_SQL)
+        candidates = screen(frame, toolkit.frame_sql, EXPLORE_SQL)
         candidates.sort(key=lambda c: (not _matches_focus(c, focus), c.p_value))
-        return [draft_from_candidate(c) for c in candidates]
+        return [draft_from_candidate(c, frame) for c in candidates]
 
     # ---------------------------------------------------------------- testing
 
@@ -110,12 +113,12 @@ def explained_evidence(plan: Plan, stats: dict[str, Any], toolkit) -> list[Evide
             for t in ids]
 
 
-def draft_from_candidate(c: Candidate) -> HypothesisDraft:
+def draft_from_candidate(c: Candidate, frame=None) -> HypothesisDraft:
     o, f = c.outcome, c.feature
-    scope = f" AND {o.scope_sql}" if o.scope_sql else ""
+    scope = f" AND ({o.scope_sql})" if o.scope_sql else ""
     plan = Plan(
         cohort=f"({f.sql}){scope}", control=f"NOT ({f.sql}){scope}", outcome=o.sql,
-        cohort_label=f.label, control_label=f"the other {'assessed ' if scope else ''}traces",
+        cohort_label=f.label, control_label=_control_label(o),
         outcome_label=o.noun, exclude=list(c.exclude), within=list(c.within),
     )
     statement = f"{_cap(f.label)} {o.label} more often than {plan.control_label}"
@@ -130,16 +133,18 @@ def draft_from_candidate(c: Candidate) -> HypothesisDraft:
         rationale += " It lies inside a broader pattern, so the test also compares it with the rest of that pattern."
     return HypothesisDraft(
         key=f"mined:{o.key}:{f.key}", statement=statement, rationale=rationale,
-        testing_plan=plan.prose(), plan=plan, issue_title=_issue_title(o.noun, f.label),
+        testing_plan=plan.prose(), plan=plan, issue_title=issue_title(c, frame),
     )
 
 
-def _issue_title(noun: str, label: str, limit: int = 120) -> str:
-    """A short title; a long one is cut at a word, never inside a quoted name."""
-    title = f"{_cap(noun)} concentrated in {label}"
-    if len(title) <= limit:
-        return title
-    return title[:limit - 1].rsplit(" ", 1)[0] + "…"
+def _control_label(o) -> str:
+    if not o.scope_sql:
+        return "the other traces"
+    if o.kind == "assessment":
+        return "the other assessed traces"
+    if o.detail.get("span"):
+        return f"the other traces where {quote(o.detail['span'])} runs"
+    return "the other traces where it can happen"
 
 
 def _cap(text: str) -> str:
@@ -156,7 +161,8 @@ _FOCUS_WORDS = {
 
 def _matches_focus(c: Candidate, focus: str) -> bool:
     focus = (focus or "").lower()
-    key = c.outcome.key.split(":")[0]
+    key = {"span_error": "error", "loop": "error", "span_slow": "slow", "span_empty": "empty",
+           "truncated": "empty"}.get(c.outcome.kind, c.outcome.key.split(":")[0])
     return any(w in focus for w in _FOCUS_WORDS.get(key, ()))
 
 

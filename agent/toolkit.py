@@ -12,6 +12,7 @@ from typing import Any, Callable
 from agent.frame import TraceFrame, quote
 
 SAMPLE_SIZE = 20
+FRAME_SQL_TIMEOUT = 600.0
 
 
 class TraceToolkit:
@@ -31,8 +32,13 @@ class TraceToolkit:
 
     def frame(self, where: str = "TRUE") -> TraceFrame:
         if where not in self._frames:
-            self._frames[where] = TraceFrame.load(self.sql, where)
+            self._frames[where] = TraceFrame.load(self.frame_sql, where)
         return self._frames[where]
+
+    def frame_sql(self, query: str):
+        """Trace SQL for the analyst's own frame queries: every row, a generous time limit."""
+        return self.client.execute_sql(self.experiment_id, query, max_rows=None,
+                                       timeout=FRAME_SQL_TIMEOUT)
 
     def link(self, trace_ids: list[str]) -> None:
         if self.run_id and trace_ids:

@@ -1,0 +1,309 @@
+"""Features: what a trace has, any of which may go with an outcome.
+
+Structure first: which spans ran (the route through agents and sub-agents), a span failing
+with a given error type, a retriever returning more than k documents or nothing, a
+generation cut off, bounded-cardinality span inputs and attributes (model name, filters,
+tool argument values), prompt tokens, the turn of a session and the session's length, trace
+tags; then request length, words of the request and time windows. Numeric cut points are
+chosen on the frame they are given (the exploration half).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any, Callable
+
+import numpy as np
+from scipy.stats import hypergeom
+
+from agent.frame import (
+    TURN_SQL,
+    TraceFrame,
+    documents_sql,
+    empty_output_sql,
+    quote,
+    truncated_sql,
+)
+from agent.outcomes import MIN_EVENTS, span_sql
+from agent.vocabulary import Feature, Outcome, span_kind
+
+PRESENCE_MIN, PRESENCE_MAX = 0.03, 0.97
+SEGMENT_MIN_SHARE, SEGMENT_MAX_SHARE = 0.05, 0.5
+VALUE_MIN_SHARE, VALUE_MAX_SHARE = 0.05, 0.7
+MAX_VALUE_COLUMNS = 16
+MAX_DISTINCT = 8
+MAX_WORDS = 150
+WINDOW_MAX_P = 0.01
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+_WORD = re.compile(r"[a-z][a-z\-]{3,}")
+# JSON and chat-protocol tokens that fill every serialised request: not words of its content
+_STOP = {"that", "this", "with", "from", "have", "what", "which", "about", "your", "there",
+         "would", "could", "should", "please", "content", "role", "user", "messages", "assistant",
+         "system", "text", "type", "input", "inputs", "query", "question", "request", "true",
+         "false", "null", "none"}
+MODEL_ATTRIBUTE = '$["mlflow.llm.model"]'
+
+
+def features(frame: TraceFrame, sql_fn: Callable[[str], Any] | None = None,
+             where: str = "TRUE") -> list[Feature]:
+    feats: list[Feature] = []
+    if frame.spans is not None and len(frame.spans):
+        feats += span_features(frame)
+        if sql_fn is not None:
+            feats += value_features(frame, sql_fn, where)
+    feats += numeric_features(frame)
+    feats += segment_features(frame)
+    feats += [_word_feature(frame, w) for w in _frequent_words(frame)]
+    return [f for f in feats if 0 < f.mask.sum() < len(frame)]
+
+
+# ---------------------------------------------------------------- spans
+
+
+def span_features(frame: TraceFrame) -> list[Feature]:
+    spans, n = frame.spans, len(frame)
+    feats = []
+    for name, calls in frame.span_names().most_common():
+        mine = spans.name == name
+        stype = str(spans.span_type[mine][0])
+        kind = span_kind(stype)
+        present = frame.traces_where(mine)
+        if PRESENCE_MIN * n <= present.sum() <= PRESENCE_MAX * n:
+            label = (f"traces that call the {quote(name)} tool" if stype == "TOOL"
+                     else f"traces where the {kind.lower()} {quote(name)} runs")
+            feats.append(Feature(f"span:{name}", "tool" if stype == "TOOL" else "span", label,
+                                 span_sql(name), present, {"span": name, "tool": name},
+                                 phrase=f"when the {kind.lower()} {quote(name)} runs"))
+        failed = mine & (spans.error_type != None)  # noqa: E711
+        for etype in sorted({str(t) for t in spans.error_type[failed]}):
+            mask = frame.traces_where(failed & (spans.error_type == etype))
+            if mask.sum() >= MIN_EVENTS:
+                from insights.analytics.errors import error_type_sql
+                feats.append(Feature(
+                    f"span_error:{name}:{etype}", "span_error",
+                    f"traces where {kind.lower()} {quote(name)} fails with {etype}",
+                    span_sql(name, f"s.status_code = 'ERROR' AND {error_type_sql('s')} = {quote(etype)}"),
+                    mask, {"span": name, "error_type": etype},
+                    phrase=f"after {kind.lower()} {quote(name)} fails with {etype}"))
+        empty = mine & spans.empty_output
+        if empty.any() and empty.sum() < mine.sum():
+            mask = frame.traces_where(empty)
+            feats.append(Feature(f"span_empty:{name}", "span_empty",
+                                 f"traces where {kind.lower()} {quote(name)} returns nothing",
+                                 span_sql(name, empty_output_sql("s")), mask, {"span": name},
+                                 phrase=f"when {kind.lower()} {quote(name)} returns nothing"))
+        feats += _document_features(frame, name, mine, kind)
+    truncated = frame.traces_where(spans.truncated)
+    if truncated.sum() >= MIN_EVENTS:
+        feats.append(Feature("truncated", "truncated", "traces with a generation cut off at its token limit",
+                             f"exists(spans, s -> {truncated_sql('s')})", truncated,
+                             phrase="after a generation is cut off at its token limit"))
+    return feats
+
+
+def _document_features(frame: TraceFrame, name: str, mine: np.ndarray, kind: str) -> list[Feature]:
+    docs = frame.spans.documents
+    counted = mine & ~np.isnan(docs)
+    if counted.sum() < MIN_EVENTS:
+        return []
+    cut = int(np.percentile(docs[counted], 75))
+    mask = frame.traces_where(counted & (docs > cut))
+    if mask.sum() < MIN_EVENTS:
+        return []
+    return [Feature(f"documents:{name}:{cut}", "documents",
+                    f"traces where {kind.lower()} {quote(name)} returns more than {cut} documents",
+                    span_sql(name, f"{documents_sql('s')} > {cut}"), mask,
+                    {"span": name, "threshold": cut},
+                    phrase=f"when {kind.lower()} {quote(name)} returns more than {cut} documents")]
+
+
+def value_features(frame: TraceFrame, sql_fn: Callable[[str], Any], where: str) -> list[Feature]:
+    """Bounded-cardinality span inputs and the model attribute, read for the frame's traces."""
+    columns = _value_columns(frame, sql_fn, where)
+    if not columns:
+        return []
+    select = ", ".join(f"transform(filter(spans, s -> s.parent_id IS NOT NULL AND s.name = "
+                       f"{quote(name)}), s -> {expr}) AS c{i}"
+                       for i, (name, _key, expr) in enumerate(columns))
+    result = sql_fn(f"SELECT trace_id, {select} FROM traces WHERE {where}")
+    index = {t: i for i, t in enumerate(frame.trace_id)}
+    rows = [(index[r[0]], r[1:]) for r in result.rows if r[0] in index]
+    feats = []
+    for c, (name, key, expr) in enumerate(columns):
+        per_trace = [(i, {v for v in (vals[c] or []) if v is not None}) for i, vals in rows]
+        running = sum(1 for _, v in per_trace if v)
+        counts = Counter(v for _, vs in per_trace for v in vs)
+        if not 2 <= len(counts) <= MAX_DISTINCT or not running:
+            continue
+        for value, k in counts.items():
+            if not VALUE_MIN_SHARE * running <= k <= VALUE_MAX_SHARE * running or len(value) > 60:
+                continue
+            mask = np.zeros(len(frame), dtype=bool)
+            mask[[i for i, vs in per_trace if value in vs]] = True
+            shown = value.strip('"')
+            feats.append(Feature(
+                f"value:{name}:{key}={value}", "value",
+                f"traces where {quote(name)} runs with {key}={shown}",
+                span_sql(name, f"{expr} = {quote(value)}"), mask,
+                {"span": name, "key": key, "value": shown},
+                phrase=f"when {quote(name)} runs with {key}={shown}"))
+    return feats
+
+
+def _value_columns(frame: TraceFrame, sql_fn, where: str) -> list[tuple[str, str, str]]:
+    """(span name, key, Trace SQL expression) of inputs with few distinct scalar values."""
+    names = [n for n, _ in frame.span_names().most_common(12)]
+    if not names:
+        return []
+    listed = ", ".join(quote(n) for n in names)
+    sample = sql_fn(
+        "SELECT name, inputs, model FROM (SELECT s.name AS name, s.inputs AS inputs, "
+        f"get_json_object(s.attributes, '{MODEL_ATTRIBUTE}') AS model, row_number() OVER "
+        "(PARTITION BY s.name ORDER BY trace_id) AS k FROM traces LATERAL VIEW explode(spans) x AS s "
+        f"WHERE {where} AND s.parent_id IS NOT NULL AND s.name IN ({listed})) WHERE k <= 200")
+    values: dict[tuple[str, str], set] = {}
+    for name, inputs, model in sample.rows:
+        if model:
+            values.setdefault((name, "model"), set()).add(model)
+        try:
+            data = json.loads(inputs) if inputs else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for key, v in data.items():
+                if _KEY.match(key) and isinstance(v, (str, int, bool)) and len(str(v)) <= 60:
+                    values.setdefault((name, key), set()).add(str(v))
+    out = []
+    for (name, key), seen in sorted(values.items()):
+        if 2 <= len(seen) <= MAX_DISTINCT:
+            expr = (f"get_json_object(s.attributes, '{MODEL_ATTRIBUTE}')" if key == "model"
+                    and any(v.startswith('"') for v in seen) else f"get_json_object(s.inputs, '$.{key}')")
+            out.append((name, key, expr))
+    return out[:MAX_VALUE_COLUMNS]
+
+
+# ---------------------------------------------------------------- numbers and sessions
+
+
+def numeric_features(frame: TraceFrame) -> list[Feature]:
+    feats = []
+    lengths = np.array([len(r) for r in frame.request], dtype=np.int64)
+    if len(frame):
+        p75 = int(np.percentile(lengths, 75))
+        feats.append(Feature("long_request", "length", f"requests longer than {p75} characters",
+                             f"length(request) > {p75}", lengths > p75, {"threshold": p75},
+                             phrase=f"for requests longer than {p75} characters"))
+    tokens = frame.input_tokens
+    if tokens is not None and (~np.isnan(tokens)).sum() >= 2 * MIN_EVENTS:
+        cut = int(np.nanpercentile(tokens, 75))
+        feats.append(Feature("input_tokens", "tokens", f"traces with more than {cut} input tokens",
+                             f"input_tokens > {cut}", np.nan_to_num(tokens, nan=-1) > cut,
+                             {"threshold": cut}, phrase=f"when prompts exceed {cut} tokens"))
+    feats += session_features(frame)
+    return feats
+
+
+def session_features(frame: TraceFrame) -> list[Feature]:
+    """Later turns of a session, and long sessions: cut points from the data."""
+    if frame.turn is None or not (frame.turn > 0).any():
+        return []
+    feats = []
+    for k in (2, 3, 4, 5, 6, 8):
+        mask = frame.turn >= k
+        if MIN_EVENTS <= mask.sum() <= 0.7 * len(frame):
+            feats.append(Feature(
+                f"turn:{k}", "session", f"turns {k} and later of a session",
+                f"trace_id IN (SELECT _tid FROM {TURN_SQL} _turns WHERE turn >= {k})", mask,
+                {"turn": k}, phrase=f"from turn {k} of a session on"))
+    length = frame.session_traces
+    cut = int(np.percentile(length[length > 0], 75)) if (length > 0).any() else 0
+    mask = length > cut
+    if cut and MIN_EVENTS <= mask.sum() <= 0.7 * len(frame):
+        feats.append(Feature(
+            f"session_length:{cut}", "session", f"sessions of more than {cut} traces",
+            f"trace_id IN (SELECT _tid FROM {TURN_SQL} _turns WHERE session_traces > {cut})",
+            mask, {"threshold": cut}, phrase=f"in sessions of more than {cut} turns"))
+    return feats
+
+
+# ---------------------------------------------------------------- tags, words, time
+
+
+def segment_features(frame: TraceFrame) -> list[Feature]:
+    """Low-cardinality trace tags (locale, tier, channel, version...): segments worth checking."""
+    values: dict[str, Counter[str]] = {}
+    for tags in frame.tags:
+        for key, value in tags.items():
+            values.setdefault(key, Counter())[str(value)] += 1
+    feats = []
+    n = len(frame)
+    for key, counts in sorted(values.items()):
+        if not 2 <= len(counts) <= 10:
+            continue
+        for value, count in sorted(counts.items()):
+            if SEGMENT_MIN_SHARE * n <= count <= SEGMENT_MAX_SHARE * n:
+                mask = np.array([str(t.get(key)) == value for t in frame.tags], dtype=bool)
+                feats.append(Feature(f"segment:{key}={value}", "segment",
+                                     f"traces tagged {key}={value}",
+                                     f"tags[{quote(key)}] = {quote(value)}", mask,
+                                     {"tag": key, "value": value}, phrase=f"for {key}={value}"))
+    return feats
+
+
+def _word_feature(frame: TraceFrame, word: str) -> Feature:
+    mask = np.array([word in r.lower() for r in frame.request], dtype=bool)
+    return Feature(f"word:{word}", "word", f"requests mentioning '{word}'",
+                   f"lower(request) LIKE '%{word}%'", mask, {"word": word},
+                   phrase=f"in requests mentioning '{word}'")
+
+
+def _frequent_words(frame: TraceFrame) -> list[str]:
+    df: Counter[str] = Counter()
+    for text in frame.request:
+        df.update(set(_WORD.findall(text.lower())) - _STOP)
+    n = len(frame)
+    ok = [(w, c) for w, c in df.items() if 0.02 * n <= c <= 0.6 * n and c >= MIN_EVENTS]
+    ok.sort(key=lambda wc: (-wc[1], wc[0]))
+    return [w for w, _ in ok[:MAX_WORDS]]
+
+
+def window_feature(frame: TraceFrame, outcome: Outcome, max_hours: int = 12) -> Feature | None:
+    """The run of consecutive hours where the outcome is most over-represented."""
+    if not len(frame):
+        return None
+    scope = outcome.scope if outcome.scope is not None else np.ones(len(frame), dtype=bool)
+    hour = (frame.time_ms // 3_600_000).astype(np.int64)
+    first, last = int(hour.min()), int(hour.max())
+    if last - first < 3:
+        return None
+    span = last - first + 1
+    total = np.bincount(hour[scope] - first, minlength=span)
+    events = np.bincount(hour[scope] - first, weights=outcome.mask[scope].astype(float),
+                         minlength=span)
+    starts, lengths = np.meshgrid(np.arange(span), np.arange(1, max_hours + 1), indexing="ij")
+    ok = starts + lengths <= span
+    starts, lengths = starts[ok], lengths[ok]
+    cum_n = np.concatenate([[0], np.cumsum(total)])
+    cum_e = np.concatenate([[0], np.cumsum(events)])
+    n = cum_n[starts + lengths] - cum_n[starts]
+    e = cum_e[starts + lengths] - cum_e[starts]
+    # One-sided chance of seeing this many events in a window of this size (Fisher's tail).
+    p = hypergeom.sf(e - 1, int(total.sum()), int(events.sum()), n)
+    p[(n < MIN_EVENTS) | (n > 0.5 * total.sum()) | (e < MIN_EVENTS)] = 1.0
+    if not len(p) or p.min() >= WINDOW_MAX_P:
+        return None
+    i = int(np.argmin(p))
+    lo = (first + int(starts[i])) * 3_600_000
+    hi = lo + int(lengths[i]) * 3_600_000
+    mask = (frame.time_ms >= lo) & (frame.time_ms < hi)
+    return Feature(f"window:{outcome.key}:{lo}", "window", f"traces between {_utc(lo)} and {_utc(hi)} UTC",
+                   f"request_time_ms >= {lo} AND request_time_ms < {hi}", mask,
+                   {"start_ms": lo, "end_ms": hi}, phrase=f"between {_utc(lo)} and {_utc(hi)} UTC")
+
+
+def _utc(ms: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")

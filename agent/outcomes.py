@@ -1,0 +1,174 @@
+"""Outcomes: what went wrong in a trace, at trace level and inside its spans.
+
+Trace level: the trace ends in ERROR, is slow (beyond the 90th percentile), gets an empty
+answer, fails an assessment, or has a generation cut off by its token limit. Span level, for
+every span name of any type (TOOL, RETRIEVER, RERANKER, AGENT, CHAT_MODEL, LLM, EMBEDDING,
+PARSER, custom): it fails with a given error type; it is slow against its own distribution
+(over 2.5x its median); it returns nothing; it runs more often in one trace than it usually
+does (a loop). A span outcome compares only traces where that span runs (its scope), so
+"the span runs" can never pass for a cause of its own failure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.frame import (
+    EMPTY_RESPONSES,
+    TraceFrame,
+    empty_output_sql,
+    quote,
+    sql_list,
+    truncated_sql,
+)
+from agent.vocabulary import Outcome, span_kind
+from insights.analytics.assessments import failing_predicate
+from insights.analytics.errors import error_type_sql
+
+MIN_EVENTS = 5
+SPAN_MIN_CALLS = 30
+SLOW_SPAN_FACTOR = 2.5        # a span call is slow beyond this multiple of its name's median
+SLOW_SPAN_MIN_SHARE = 0.02
+EMPTY_SPAN_MAX_SHARE = 0.6    # a span that is usually empty returns nothing by design
+LOOP_MIN_CALLS = 3
+MAX_SPAN_NAMES = 40
+
+EMPTY_ANSWER_SQL = f"state = 'OK' AND coalesce(trim(response), '') IN ({sql_list(EMPTY_RESPONSES)})"
+
+
+def outcomes(frame: TraceFrame) -> list[Outcome]:
+    if not len(frame):
+        return []
+    out = _trace_outcomes(frame) + _assessment_outcomes(frame)
+    if frame.spans is not None and len(frame.spans):
+        out += _generation_outcomes(frame)
+        for name in _busy_span_names(frame):
+            out += _span_outcomes(frame, name)
+    return [o for o in out if _events(o) >= MIN_EVENTS]
+
+
+def _events(o: Outcome) -> int:
+    return int((o.mask & o.scope).sum()) if o.scope is not None else int(o.mask.sum())
+
+
+def span_sql(name: str, condition: str = "") -> str:
+    """Trace SQL: the trace has a (non-root) span called ``name`` meeting ``condition``."""
+    extra = f" AND {condition}" if condition else ""
+    return f"exists(spans, s -> s.parent_id IS NOT NULL AND s.name = {quote(name)}{extra})"
+
+
+def _trace_outcomes(frame: TraceFrame) -> list[Outcome]:
+    out = [Outcome("error", "end in an error", "errors", "state = 'ERROR'", frame.error,
+                   kind="error", title="Requests fail")]
+    p90 = float(np.percentile(frame.latency_ms, 90))
+    out.append(Outcome("slow", f"are slow (over {p90 / 1000:.1f} s, the 90th percentile)",
+                       "slow traces", f"execution_time_ms > {int(p90)}",
+                       frame.latency_ms > int(p90), kind="slow",
+                       title=f"Requests take over {p90 / 1000:.1f} s", detail={"threshold_ms": p90}))
+    empty = frame.empty_response & ~frame.error   # a failed trace has no answer by definition
+    out.append(Outcome("empty", "get an empty response", "empty responses", EMPTY_ANSWER_SQL,
+                       empty, kind="empty", title="Answers come back empty"))
+    return out
+
+
+def _assessment_outcomes(frame: TraceFrame) -> list[Outcome]:
+    out = []
+    for name in sorted(set().union(*frame.assessed)):
+        q = quote(name)
+        out.append(Outcome(
+            f"assessment:{name}", f"fail the {q} assessment", f"failed {q} assessments",
+            f"exists(assessments, a -> a.name = {q} AND {failing_predicate('a.value')})",
+            frame.has(frame.failing, name), scope_sql=f"exists(assessments, a -> a.name = {q})",
+            scope=frame.has(frame.assessed, name), kind="assessment",
+            title=f"The {q} assessment fails", detail={"assessment": name}))
+    return out
+
+
+def _generation_outcomes(frame: TraceFrame) -> list[Outcome]:
+    spans = frame.spans
+    generation = np.isin(spans.span_type, ("LLM", "CHAT_MODEL"))
+    if not generation.any():
+        return []
+    types = "'LLM', 'CHAT_MODEL'"
+    return [Outcome(
+        "truncated", "have a generation cut off at its token limit", "truncated generations",
+        f"exists(spans, s -> {truncated_sql('s')})", frame.traces_where(spans.truncated),
+        scope_sql=f"exists(spans, s -> s.span_type IN ({types}))",
+        scope=frame.traces_where(generation), kind="truncated",
+        title="Generations are cut off at the token limit")]
+
+
+def _busy_span_names(frame: TraceFrame) -> list[str]:
+    counts = frame.span_names()
+    return [n for n, c in counts.most_common(MAX_SPAN_NAMES) if c >= MIN_EVENTS]
+
+
+def _span_outcomes(frame: TraceFrame, name: str) -> list[Outcome]:
+    spans = frame.spans
+    mine = spans.name == name
+    kind = span_kind(str(spans.span_type[mine][0]))
+    q = f"{kind} {quote(name)}"
+    scope = frame.traces_where(mine)
+    scope_sql = span_sql(name)
+    common = {"scope_sql": scope_sql, "scope": scope}
+    detail = {"span": name, "span_type": str(spans.span_type[mine][0])}
+    out = []
+    failed = mine & (spans.error_type != None)  # noqa: E711 (numpy elementwise)
+    for etype in sorted({str(t) for t in spans.error_type[failed]}):
+        hit = failed & (spans.error_type == etype)
+        message = _common_message(spans.error_message[hit], etype)
+        out.append(Outcome(
+            f"span_error:{name}:{etype}", f"have {q} fail with {etype}",
+            f"failures of {q} with {etype}",
+            span_sql(name, f"s.status_code = 'ERROR' AND {error_type_sql('s')} = {quote(etype)}"),
+            frame.traces_where(hit), kind="span_error",
+            title=f"{q} fails with {etype}" + (f" ({message})" if message else ""),
+            detail={**detail, "error_type": etype, "message": message}, **common))
+    durations = spans.duration_ms[mine]
+    if len(durations) >= SPAN_MIN_CALLS:
+        limit = SLOW_SPAN_FACTOR * float(np.median(durations))
+        slow = mine & (spans.duration_ms > limit)
+        if slow.sum() >= max(MIN_EVENTS, SLOW_SPAN_MIN_SHARE * mine.sum()) and limit > 0:
+            out.append(Outcome(
+                f"span_slow:{name}", f"have {q} run slow (over {_secs(limit)})",
+                f"slow calls of {q}", span_sql(name, f"s.duration_ms > {limit:.1f}"),
+                frame.traces_where(slow), kind="span_slow",
+                title=f"{q} is slow (over {_secs(limit)}, {SLOW_SPAN_FACTOR:g}x its median)",
+                detail={**detail, "threshold_ms": limit}, **common))
+    empty = mine & spans.empty_output
+    if 0 < empty.sum() <= EMPTY_SPAN_MAX_SHARE * mine.sum():
+        out.append(Outcome(
+            f"span_empty:{name}", f"have {q} return nothing", f"empty results of {q}",
+            span_sql(name, empty_output_sql("s")), frame.traces_where(empty), kind="span_empty",
+            title=f"{q} returns nothing", detail=detail, **common))
+    out += _loop_outcome(frame, name, mine, q, detail, common)
+    return out
+
+
+def _loop_outcome(frame, name, mine, q, detail, common) -> list[Outcome]:
+    calls = frame.count_where(mine)
+    used = calls[calls > 0]
+    if len(used) < SPAN_MIN_CALLS:
+        return []
+    limit = max(LOOP_MIN_CALLS, int(np.percentile(used, 95)))
+    loops = calls > limit
+    if not MIN_EVENTS <= loops.sum() or loops.sum() > 0.2 * len(used):
+        return []
+    return [Outcome(
+        f"loop:{name}", f"call {q} more than {limit} times", f"repeated calls of {q}",
+        f"size(filter(spans, s -> s.parent_id IS NOT NULL AND s.name = {quote(name)})) > {limit}",
+        loops, kind="loop", title=f"{q} is called more than {limit} times in one request",
+        detail={**detail, "limit": limit}, **common)]
+
+
+def _common_message(messages: np.ndarray, etype: str) -> str:
+    """The most frequent error message, without its type and cut short (an example)."""
+    texts = [str(m).removeprefix(f"{etype}: ") for m in messages if m and str(m) != etype]
+    if not texts:
+        return ""
+    top = max(set(texts), key=texts.count)
+    return top if len(top) <= 60 else top[:59].rsplit(" ", 1)[0] + "…"
+
+
+def _secs(ms: float) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
