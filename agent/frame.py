@@ -16,7 +16,14 @@ from typing import Any, Callable
 import numpy as np
 
 # one definition of a failing assessment value, shared with the census
-from insights.analytics.assessments import FAILING_VALUES, failing_predicate  # noqa: F401
+from insights.analytics.assessments import (  # noqa: F401
+    FAILING_VALUES,
+    SCALES_SQL,
+    AssessmentScale,
+    failing_predicate,
+    failing_sql_by_name,
+    read_scales,
+)
 from insights.analytics.errors import error_type_sql
 
 EMPTY_RESPONSES = ("", '""', "null", "{}", "[]", "''")
@@ -32,7 +39,7 @@ TURN_SQL = ("(SELECT trace_id AS _tid, row_number() OVER (PARTITION BY session_i
             "AS session_traces FROM traces WHERE session_id IS NOT NULL)")
 
 _TRACE_SQL = f"""
-SELECT trace_id, request_time_ms, execution_time_ms, state, request, response, session_id,
+SELECT trace_id, request_time_ms, execution_time_ms, state, request, response_empty, session_id,
        input_tokens, output_tokens, turn, session_traces,
        transform(filter(assessments, a -> {{failing}}), a -> a.name) AS failing,
        transform(assessments, a -> a.name) AS assessed,
@@ -114,6 +121,7 @@ class TraceFrame:
     input_tokens: np.ndarray | None = None     # NaN where not recorded
     output_tokens: np.ndarray | None = None
     spans: SpanRows | None = None
+    scales: dict[str, AssessmentScale] | None = None   # each assessment name's own scale
 
     def __len__(self) -> int:
         return len(self.trace_id)
@@ -121,7 +129,8 @@ class TraceFrame:
     @classmethod
     def load(cls, sql_fn: Callable[[str], Any], where: str = "TRUE") -> "TraceFrame":
         """``sql_fn(sql)`` returns an object with ``columns`` and ``rows`` (trace SQL)."""
-        result = sql_fn(_TRACE_SQL.format(failing=failing_predicate("a.value"), where=where))
+        scales = read_scales(sql_fn(SCALES_SQL))
+        result = sql_fn(_TRACE_SQL.format(failing=failing_sql_by_name(scales, "a"), where=where))
         column = _columns(result)
         n = len(result.rows)
         frame = cls(
@@ -130,8 +139,7 @@ class TraceFrame:
             latency_ms=np.array([v or 0 for v in column("execution_time_ms")], dtype=np.float64),
             error=np.array([s == "ERROR" for s in column("state")], dtype=bool),
             request=[(r or "") for r in column("request")],
-            empty_response=np.array([(r or "").strip() in EMPTY_RESPONSES
-                                     for r in column("response")], dtype=bool),
+            empty_response=np.array([bool(r) for r in column("response_empty")], dtype=bool),
             tools=[set() for _ in range(n)],
             failing=[set(f or []) for f in column("failing")],
             assessed=[set(a or []) for a in column("assessed")],
@@ -142,6 +150,7 @@ class TraceFrame:
             session_traces=np.array([v or 0 for v in column("session_traces")], dtype=np.int64),
             input_tokens=_floats(column("input_tokens")),
             output_tokens=_floats(column("output_tokens")),
+            scales=scales,
         )
         frame.spans = _load_spans(sql_fn, where, frame)
         for i, name, kind in zip(frame.spans.trace, frame.spans.name, frame.spans.span_type):

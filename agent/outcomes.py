@@ -14,11 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from agent.frame import (
-    EMPTY_RESPONSES,
     TraceFrame,
     empty_output_sql,
     quote,
-    sql_list,
     truncated_sql,
 )
 from agent.vocabulary import Outcome, span_kind
@@ -33,7 +31,8 @@ EMPTY_SPAN_MAX_SHARE = 0.6    # a span that is usually empty returns nothing by 
 LOOP_MIN_CALLS = 3
 MAX_SPAN_NAMES = 40
 
-EMPTY_ANSWER_SQL = f"state = 'OK' AND coalesce(trim(response), '') IN ({sql_list(EMPTY_RESPONSES)})"
+# one definition of an empty answer (insights.analytics.answers), computed once per trace
+EMPTY_ANSWER_SQL = "state = 'OK' AND response_empty"
 
 
 def outcomes(frame: TraceFrame) -> list[Outcome]:
@@ -75,9 +74,13 @@ def _assessment_outcomes(frame: TraceFrame) -> list[Outcome]:
     out = []
     for name in sorted(set().union(*frame.assessed)):
         q = quote(name)
+        scale = (frame.scales or {}).get(name)
+        if scale is not None and not scale.has_failing:
+            continue   # a categorical assessment without a failing value
+        failing = scale.failing_sql("a.value") if scale else failing_predicate("a.value")
         out.append(Outcome(
             f"assessment:{name}", f"fail the {q} assessment", f"failed {q} assessments",
-            f"exists(assessments, a -> a.name = {q} AND {failing_predicate('a.value')})",
+            f"exists(assessments, a -> a.name = {q} AND {failing})",
             frame.has(frame.failing, name), scope_sql=f"exists(assessments, a -> a.name = {q})",
             scope=frame.has(frame.assessed, name), kind="assessment",
             title=f"The {q} assessment fails", detail={"assessment": name}))
