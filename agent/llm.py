@@ -5,6 +5,10 @@ tests hypotheses that have no executable plan in a bounded tool-calling loop. Ev
 numbers can decide stays with the offline analyst's computed plans: census issues, mined
 operational hypotheses and their verdicts. When the budget is spent it falls back to the
 offline analyst's behaviour instead of failing the analysis.
+
+It starts from what the offline analyst knows: a compact digest of the span facts
+(``agent.span_facts``: span stats, loops, truncated LLM calls, sessions) opens the proposal and
+every testing loop, and the span-fact tools give the full tables on request.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ SLOW_PERCENTILE = 0.9
 LOOP_MIN_CALLS = 3
 LOOP_FACTOR = 2
 
-_TYPE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A span type as given to a tool: a name (custom types included), never SQL.
+_TYPE_NAME = re.compile(r"^[A-Za-z_][\w .-]{0,63}$")
 
 
 def _lit(value: str) -> str:
