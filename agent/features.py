@@ -32,7 +32,7 @@ from agent.vocabulary import Feature, Outcome, span_kind
 PRESENCE_MIN, PRESENCE_MAX = 0.03, 0.97
 SEGMENT_MIN_SHARE, SEGMENT_MAX_SHARE = 0.05, 0.5
 VALUE_MIN_SHARE, VALUE_MAX_SHARE = 0.05, 0.7
-MAX_VALUE_COLUMNS = 16
+MAX_VALUE_COLUMNS = 24
 MAX_DISTINCT = 8
 MAX_WORDS = 150
 WINDOW_MAX_P = 0.01
@@ -120,68 +120,117 @@ def _document_features(frame: TraceFrame, name: str, mine: np.ndarray, kind: str
 
 
 def value_features(frame: TraceFrame, sql_fn: Callable[[str], Any], where: str) -> list[Feature]:
-    """Bounded-cardinality span inputs and the model attribute, read for the frame's traces."""
+    """Span inputs and outputs read for the frame's traces: fields with few distinct values
+    (filters, argument values, the model attribute) and numeric fields (rows returned, sizes),
+    cut at the 75th and 90th percentile of the traces' largest value."""
     columns = _value_columns(frame, sql_fn, where)
     if not columns:
         return []
     select = ", ".join(f"transform(filter(spans, s -> s.parent_id IS NOT NULL AND s.name = "
                        f"{quote(name)}), s -> {expr}) AS c{i}"
-                       for i, (name, _key, expr) in enumerate(columns))
+                       for i, (name, _key, expr, _numeric) in enumerate(columns))
     result = sql_fn(f"SELECT trace_id, {select} FROM traces WHERE {where}")
     index = {t: i for i, t in enumerate(frame.trace_id)}
     rows = [(index[r[0]], r[1:]) for r in result.rows if r[0] in index]
     feats = []
-    for c, (name, key, expr) in enumerate(columns):
+    for c, (name, key, expr, numeric) in enumerate(columns):
         per_trace = [(i, {v for v in (vals[c] or []) if v is not None}) for i, vals in rows]
-        running = sum(1 for _, v in per_trace if v)
-        counts = Counter(v for _, vs in per_trace for v in vs)
-        if not 2 <= len(counts) <= MAX_DISTINCT or not running:
-            continue
-        for value, k in counts.items():
-            if not VALUE_MIN_SHARE * running <= k <= VALUE_MAX_SHARE * running or len(value) > 60:
-                continue
-            mask = np.zeros(len(frame), dtype=bool)
-            mask[[i for i, vs in per_trace if value in vs]] = True
-            shown = value.strip('"')
-            feats.append(Feature(
-                f"value:{name}:{key}={value}", "value",
-                f"traces where {quote(name)} runs with {key}={shown}",
-                span_sql(name, f"{expr} = {quote(value)}"), mask,
-                {"span": name, "key": key, "value": shown},
-                phrase=f"when {quote(name)} runs with {key}={shown}"))
+        make = _numeric_value_features if numeric else _categorical_value_features
+        feats += make(frame, name, key, expr, per_trace)
     return feats
 
 
-def _value_columns(frame: TraceFrame, sql_fn, where: str) -> list[tuple[str, str, str]]:
-    """(span name, key, Trace SQL expression) of inputs with few distinct scalar values."""
+def _categorical_value_features(frame, name, key, expr, per_trace) -> list[Feature]:
+    running = sum(1 for _, v in per_trace if v)
+    counts = Counter(v for _, vs in per_trace for v in vs)
+    if not 2 <= len(counts) <= MAX_DISTINCT or not running:
+        return []
+    feats = []
+    for value, k in counts.items():
+        if not VALUE_MIN_SHARE * running <= k <= VALUE_MAX_SHARE * running or len(value) > 60:
+            continue
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[[i for i, vs in per_trace if value in vs]] = True
+        shown = value.strip('"')
+        feats.append(Feature(
+            f"value:{name}:{key}={value}", "value", f"traces where {quote(name)} runs with {key}={shown}",
+            span_sql(name, f"{expr} = {quote(value)}"), mask, {"span": name, "key": key, "value": shown},
+            phrase=f"when {quote(name)} runs with {key}={shown}"))
+    return feats
+
+
+def _numeric_value_features(frame, name, key, expr, per_trace) -> list[Feature]:
+    top = np.full(len(frame), np.nan)
+    for i, vs in per_trace:
+        numbers = [f for v in vs if (f := _as_float(v)) is not None]
+        if numbers:
+            top[i] = max(numbers)
+    seen = top[~np.isnan(top)]
+    if len(seen) < 2 * MIN_EVENTS:
+        return []
+    feats, cuts = [], sorted({float(np.percentile(seen, q)) for q in (75, 90)})
+    for cut in cuts:
+        mask = np.nan_to_num(top, nan=-np.inf) > cut
+        if mask.sum() < MIN_EVENTS:
+            continue
+        shown = f"{cut:g}"
+        feats.append(Feature(
+            f"number:{name}:{key}>{shown}", "number", f"traces where {quote(name)} has {key} over {shown}",
+            span_sql(name, f"CAST({expr} AS DOUBLE) > {cut!r}"), mask,
+            {"span": name, "key": key, "threshold": cut},
+            phrase=f"when {quote(name)} has {key} over {shown}"))
+    return feats
+
+
+def _as_float(v: str) -> float | None:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _value_columns(frame: TraceFrame, sql_fn, where: str) -> list[tuple[str, str, str, bool]]:
+    """(span name, field, Trace SQL expression, numeric?) of span inputs, outputs and the model
+    attribute whose values are few or numeric, from a sample of each busy span's calls."""
     names = [n for n, _ in frame.span_names().most_common(12)]
     if not names:
         return []
     listed = ", ".join(quote(n) for n in names)
     sample = sql_fn(
-        "SELECT name, inputs, model FROM (SELECT s.name AS name, s.inputs AS inputs, "
-        f"get_json_object(s.attributes, '{MODEL_ATTRIBUTE}') AS model, row_number() OVER "
-        "(PARTITION BY s.name ORDER BY trace_id) AS k FROM traces LATERAL VIEW explode(spans) x AS s "
-        f"WHERE {where} AND s.parent_id IS NOT NULL AND s.name IN ({listed})) WHERE k <= 200")
-    values: dict[tuple[str, str], set] = {}
-    for name, inputs, model in sample.rows:
+        "SELECT name, inputs, outputs, model FROM (SELECT s.name AS name, s.inputs AS inputs, "
+        f"s.outputs AS outputs, get_json_object(s.attributes, '{MODEL_ATTRIBUTE}') AS model, "
+        "row_number() OVER (PARTITION BY s.name ORDER BY trace_id) AS k FROM traces "
+        f"LATERAL VIEW explode(spans) x AS s WHERE {where} AND s.parent_id IS NOT NULL "
+        f"AND s.name IN ({listed})) WHERE k <= 200")
+    values: dict[tuple[str, str, str], list] = {}
+    for name, inputs, outputs, model in sample.rows:
         if model:
-            values.setdefault((name, "model"), set()).add(model)
-        try:
-            data = json.loads(inputs) if inputs else None
-        except ValueError:
-            data = None
-        if isinstance(data, dict):
-            for key, v in data.items():
-                if _KEY.match(key) and isinstance(v, (str, int, bool)) and len(str(v)) <= 60:
-                    values.setdefault((name, key), set()).add(str(v))
+            values.setdefault((name, "model", "attributes"), []).append(model)
+        for source, raw in (("inputs", inputs), ("outputs", outputs)):
+            for key, v in _top_fields(raw):
+                values.setdefault((name, key, source), []).append(v)
     out = []
-    for (name, key), seen in sorted(values.items()):
-        if 2 <= len(seen) <= MAX_DISTINCT:
-            expr = (f"get_json_object(s.attributes, '{MODEL_ATTRIBUTE}')" if key == "model"
-                    and any(v.startswith('"') for v in seen) else f"get_json_object(s.inputs, '$.{key}')")
-            out.append((name, key, expr))
+    for (name, key, source), seen in sorted(values.items()):
+        distinct = set(map(str, seen))
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in seen)
+        expr = (f"get_json_object(s.attributes, '{MODEL_ATTRIBUTE}')" if source == "attributes"
+                else f"get_json_object(s.{source}, '$.{key}')")
+        if numeric and len(distinct) > MAX_DISTINCT:
+            out.append((name, key, expr, True))
+        elif 2 <= len(distinct) <= MAX_DISTINCT and source != "outputs":
+            out.append((name, key, expr, False))
     return out[:MAX_VALUE_COLUMNS]
+
+
+def _top_fields(raw: str | None) -> list[tuple[str, Any]]:
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [(k, v) for k, v in data.items()
+            if _KEY.match(k) and isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60]
 
 
 # ---------------------------------------------------------------- numbers and sessions
