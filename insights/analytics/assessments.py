@@ -6,8 +6,8 @@ outcomes must agree, or an issue raised from the census is not found again when 
 Each assessment name is judged on its own terms: ``read_scales`` reads the values logged
 under each name and infers its scale (``AssessmentScale``). Values are compared as text,
 because MLflow stores every assessment value as JSON text: a value is *normalised* by
-trimming, lower-casing and dropping surrounding double quotes (so ``True``, ``"no"`` and the
-JSON-quoted ``"\\"no\\""`` read as ``true`` and ``no``). The rules, in order:
+dropping backslashes, trimming, lower-casing and dropping surrounding double quotes (so
+``True``, ``"no"`` and the JSON-quoted ``"\\"no\\""`` read as ``true`` and ``no``). The rules, in order:
 
 - **verdict** (kind ``bool``, ``yes/no``, ``pass/fail``, or ``verdict`` when they are mixed):
   every value is one of true/false, yes/y/no/n, pass/passed/fail/failed/failure. Fails on
@@ -58,7 +58,8 @@ _QUOTED = re.compile(r'"*(.*?)"*')
 
 
 def normalize(value: object) -> str:
-    """The text a value is judged by: trimmed, lower-cased, surrounding quotes dropped.
+    """The text a value is judged by: backslashes dropped, trimmed, lower-cased, surrounding
+    quotes dropped.
 
     Same as ``normalize_sql`` (spaces only are trimmed, as SQL's trim does).
     """
@@ -66,13 +67,13 @@ def normalize(value: object) -> str:
         return ""
     if not isinstance(value, str):
         value = json.dumps(value)
-    m = _QUOTED.fullmatch(value.strip(" ").lower())
+    m = _QUOTED.fullmatch(value.replace("\\", "").strip(" ").lower())
     return m.group(1).strip(" ") if m else ""
 
 
 def normalize_sql(expr: str) -> str:
     """SQL (Trace SQL's Spark dialect and DuckDB alike) of ``normalize(expr)``."""
-    return f"trim(regexp_extract(lower(trim({expr})), '^\"*(.*?)\"*$', 1))"
+    return f"trim(regexp_extract(lower(trim(replace({expr}, chr(92), ''))), '^\"*(.*?)\"*$', 1))"
 
 
 def _sql_list(values: Iterable[str]) -> str:
