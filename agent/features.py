@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -35,6 +36,7 @@ VALUE_MIN_SHARE, VALUE_MAX_SHARE = 0.05, 0.7
 MAX_VALUE_COLUMNS = 24
 MAX_DISTINCT = 8
 MAX_WORDS = 150
+CUT_PERCENTILES = (50, 60, 70, 75, 80, 85, 90, 95)
 WINDOW_MAX_P = 0.01
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
 _WORD = re.compile(r"[a-z][a-z\-]{3,}")
@@ -46,14 +48,73 @@ _STOP = {"that", "this", "with", "from", "have", "what", "which", "about", "your
 MODEL_ATTRIBUTE = '$["mlflow.llm.model"]'
 
 
-def features(frame: TraceFrame, sql_fn: Callable[[str], Any] | None = None,
-             where: str = "TRUE") -> list[Feature]:
-    feats: list[Feature] = []
+@dataclass
+class NumericField:
+    """A number per trace (NaN where absent); ``cut_feature`` picks its cut per outcome.
+
+    ``label``, ``sql`` and ``phrase`` hold ``{cut}`` where the chosen cut point goes.
+    """
+
+    key: str
+    kind: str
+    values: np.ndarray
+    label: str
+    sql: str
+    phrase: str
+    detail: dict = field(default_factory=dict)
+
+
+def cut_feature(f: NumericField, outcome: Outcome) -> Feature | None:
+    """``value > cut`` at the cut (a percentile of the values) where the outcome is most
+    over-represented on these traces (the exploration half): chosen from the data, then
+    tested on traces the choice never saw."""
+    seen = f.values[~np.isnan(f.values)]
+    if len(seen) < 2 * MIN_EVENTS:
+        return None
+    scope = outcome.scope if outcome.scope is not None else np.ones(len(f.values), dtype=bool)
+    events = outcome.mask & scope
+    total, hits = int(scope.sum()), int(events.sum())
+    best: tuple[float, float] | None = None
+    for cut in sorted({float(np.percentile(seen, q)) for q in CUT_PERCENTILES}):
+        mask = np.nan_to_num(f.values, nan=-np.inf) > cut
+        n, k = int((mask & scope).sum()), int((mask & events).sum())
+        if k < MIN_EVENTS or n == total:
+            continue
+        p = float(hypergeom.sf(k - 1, total, hits, n))
+        if best is None or p < best[0]:
+            best = (p, cut)
+    if best is None:
+        return None
+    cut = best[1]
+    shown = f"{cut:g}" if abs(cut) < 100 else f"{cut:.0f}"
+    return Feature(f"{f.key}>{shown}", f.kind, f.label.format(cut=shown),
+                   f.sql.format(cut=repr(cut)), np.nan_to_num(f.values, nan=-np.inf) > cut,
+                   {**f.detail, "threshold": cut}, phrase=f.phrase.format(cut=shown))
+
+
+def numeric_fields(frame: TraceFrame, span_fields: list[NumericField] = ()) -> list[NumericField]:
+    """Numbers whose cut point is chosen per outcome: request length, prompt tokens, numeric
+    span input/output fields."""
+    fields = []
+    if len(frame):
+        lengths = np.array([len(r) for r in frame.request], dtype=np.float64)
+        fields.append(NumericField("long_request", "length", lengths,
+                                   "requests longer than {cut} characters", "length(request) > {cut}",
+                                   "for requests longer than {cut} characters"))
+    tokens = frame.input_tokens
+    if tokens is not None and (~np.isnan(tokens)).sum() >= 2 * MIN_EVENTS:
+        fields.append(NumericField("input_tokens", "tokens", tokens,
+                                   "traces with more than {cut} input tokens", "input_tokens > {cut}",
+                                   "when prompts exceed {cut} tokens"))
+    return fields + list(span_fields)
+
+
+def features(frame: TraceFrame, span_values: list[Feature] = ()) -> list[Feature]:
+    """Every fixed feature of the frame; ``span_values`` from ``value_features``."""
+    feats: list[Feature] = list(span_values)
     if frame.spans is not None and len(frame.spans):
         feats += span_features(frame)
-        if sql_fn is not None:
-            feats += value_features(frame, sql_fn, where)
-    feats += numeric_features(frame)
+    feats += session_features(frame)
     feats += segment_features(frame)
     feats += [_word_feature(frame, w) for w in _frequent_words(frame)]
     return [f for f in feats if 0 < f.mask.sum() < len(frame)]
@@ -119,25 +180,28 @@ def _document_features(frame: TraceFrame, name: str, mine: np.ndarray, kind: str
                     phrase=f"when {kind.lower()} {quote(name)} returns more than {cut} documents")]
 
 
-def value_features(frame: TraceFrame, sql_fn: Callable[[str], Any], where: str) -> list[Feature]:
+def value_features(frame: TraceFrame, sql_fn: Callable[[str], Any], where: str
+                   ) -> tuple[list[Feature], list[NumericField]]:
     """Span inputs and outputs read for the frame's traces: fields with few distinct values
-    (filters, argument values, the model attribute) and numeric fields (rows returned, sizes),
-    cut at the 75th and 90th percentile of the traces' largest value."""
+    (filters, argument values, the model attribute) become features; numeric fields (rows
+    returned, sizes) are cut per outcome (``cut_feature``)."""
     columns = _value_columns(frame, sql_fn, where)
     if not columns:
-        return []
+        return [], []
     select = ", ".join(f"transform(filter(spans, s -> s.parent_id IS NOT NULL AND s.name = "
                        f"{quote(name)}), s -> {expr}) AS c{i}"
                        for i, (name, _key, expr, _numeric) in enumerate(columns))
     result = sql_fn(f"SELECT trace_id, {select} FROM traces WHERE {where}")
     index = {t: i for i, t in enumerate(frame.trace_id)}
     rows = [(index[r[0]], r[1:]) for r in result.rows if r[0] in index]
-    feats = []
+    feats, fields = [], []
     for c, (name, key, expr, numeric) in enumerate(columns):
         per_trace = [(i, {v for v in (vals[c] or []) if v is not None}) for i, vals in rows]
-        make = _numeric_value_features if numeric else _categorical_value_features
-        feats += make(frame, name, key, expr, per_trace)
-    return feats
+        if numeric:
+            fields += _numeric_field(frame, name, key, expr, per_trace)
+        else:
+            feats += _categorical_value_features(frame, name, key, expr, per_trace)
+    return feats, fields
 
 
 def _categorical_value_features(frame, name, key, expr, per_trace) -> list[Feature]:
@@ -159,27 +223,19 @@ def _categorical_value_features(frame, name, key, expr, per_trace) -> list[Featu
     return feats
 
 
-def _numeric_value_features(frame, name, key, expr, per_trace) -> list[Feature]:
+def _numeric_field(frame, name, key, expr, per_trace) -> list[NumericField]:
     top = np.full(len(frame), np.nan)
     for i, vs in per_trace:
         numbers = [f for v in vs if (f := _as_float(v)) is not None]
         if numbers:
             top[i] = max(numbers)
-    seen = top[~np.isnan(top)]
-    if len(seen) < 2 * MIN_EVENTS:
+    if (~np.isnan(top)).sum() < 2 * MIN_EVENTS:
         return []
-    feats, cuts = [], sorted({float(np.percentile(seen, q)) for q in (75, 90)})
-    for cut in cuts:
-        mask = np.nan_to_num(top, nan=-np.inf) > cut
-        if mask.sum() < MIN_EVENTS:
-            continue
-        shown = f"{cut:g}"
-        feats.append(Feature(
-            f"number:{name}:{key}>{shown}", "number", f"traces where {quote(name)} has {key} over {shown}",
-            span_sql(name, f"CAST({expr} AS DOUBLE) > {cut!r}"), mask,
-            {"span": name, "key": key, "threshold": cut},
-            phrase=f"when {quote(name)} has {key} over {shown}"))
-    return feats
+    return [NumericField(
+        f"number:{name}:{key}", "number", top,
+        label=f"traces where {quote(name)} has {key} over {{cut}}",
+        sql=span_sql(name, f"CAST({expr} AS DOUBLE) > {{cut}}"),
+        phrase=f"when {quote(name)} has {key} over {{cut}}", detail={"span": name, "key": key})]
 
 
 def _as_float(v: str) -> float | None:
@@ -234,24 +290,6 @@ def _top_fields(raw: str | None) -> list[tuple[str, Any]]:
 
 
 # ---------------------------------------------------------------- numbers and sessions
-
-
-def numeric_features(frame: TraceFrame) -> list[Feature]:
-    feats = []
-    lengths = np.array([len(r) for r in frame.request], dtype=np.int64)
-    if len(frame):
-        p75 = int(np.percentile(lengths, 75))
-        feats.append(Feature("long_request", "length", f"requests longer than {p75} characters",
-                             f"length(request) > {p75}", lengths > p75, {"threshold": p75},
-                             phrase=f"for requests longer than {p75} characters"))
-    tokens = frame.input_tokens
-    if tokens is not None and (~np.isnan(tokens)).sum() >= 2 * MIN_EVENTS:
-        cut = int(np.nanpercentile(tokens, 75))
-        feats.append(Feature("input_tokens", "tokens", f"traces with more than {cut} input tokens",
-                             f"input_tokens > {cut}", np.nan_to_num(tokens, nan=-1) > cut,
-                             {"threshold": cut}, phrase=f"when prompts exceed {cut} tokens"))
-    feats += session_features(frame)
-    return feats
 
 
 def session_features(frame: TraceFrame) -> list[Feature]:

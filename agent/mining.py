@@ -17,7 +17,14 @@ from typing import Any, Callable
 import numpy as np
 from scipy.stats import fisher_exact
 
-from agent.features import features, segment_features, window_feature
+from agent.features import (
+    cut_feature,
+    features,
+    numeric_fields,
+    segment_features,
+    value_features,
+    window_feature,
+)
 from agent.frame import TraceFrame
 from agent.outcomes import outcomes
 from agent.vocabulary import Candidate, Feature, Outcome  # noqa: F401 (the vocabulary's home)
@@ -31,6 +38,7 @@ MAX_HYPOTHESES = 20
 OVERLAP_FOR_EXCLUDE = 0.3
 NESTED_SHARE = 0.9           # a feature with this share of its traces inside another's is nested in it
 MAX_SEGMENT_CHECKS = 3
+SPECIFIC_SHARE = 0.8
 STRUCTURAL = ("tool", "span", "span_error", "span_empty", "documents", "value", "truncated",
               "tokens", "session", "length", "window", "segment")
 COARSE = ("length", "window")   # threshold cuts: a pattern inside one describes it better
@@ -40,18 +48,35 @@ def screen(frame: TraceFrame, sql_fn: Callable[[str], Any] | None = None,
            where: str = "TRUE") -> list[Candidate]:
     """Candidates that clear the documented thresholds, strongest first per outcome."""
     chosen: list[Candidate] = []
-    base_features = features(frame, sql_fn, where)
+    has_spans = frame.spans is not None and len(frame.spans)
+    values, span_fields = value_features(frame, sql_fn, where) if sql_fn and has_spans else ([], [])
+    base_features = features(frame, values)
+    fields = numeric_fields(frame, span_fields)
     for outcome in outcomes(frame):
         feats = [f for f in base_features if not tautology(outcome, f)]
+        feats += [f for f in (cut_feature(n, outcome) for n in fields)
+                  if f is not None and not tautology(outcome, f)]
         window = window_feature(frame, outcome)
         if window is not None:
             feats.append(window)
         found = [c for f in feats if (c := _test(outcome, f)) is not None]
         found.sort(key=lambda c: (c.p_value, -c.ratio))
         chosen += _with_exclusions(_structural_first(found)[:MAX_PER_OUTCOME])
+    chosen = _most_specific(chosen)
     chosen.sort(key=lambda c: c.p_value)
     chosen = chosen[:MAX_HYPOTHESES]
     return chosen + segment_checks(frame, chosen)
+
+
+def _most_specific(cands: list[Candidate]) -> list[Candidate]:
+    """Drop a trace-level error finding when a span failure under the same condition holds
+    (nearly) all of its failed traces: the span, its error type and message say more."""
+    def covered(c: Candidate) -> bool:
+        hits = c.feature.mask & c.outcome.mask
+        return any(o.outcome.kind == "span_error" and o.feature.key == c.feature.key
+                   and (hits & o.outcome.mask).sum() >= SPECIFIC_SHARE * hits.sum()
+                   for o in cands)
+    return [c for c in cands if c.outcome.kind != "error" or not covered(c)]
 
 
 def tautology(outcome: Outcome, feature: Feature) -> bool:

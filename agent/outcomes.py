@@ -5,7 +5,8 @@ answer, fails an assessment, or has a generation cut off by its token limit. Spa
 every span name of any type (TOOL, RETRIEVER, RERANKER, AGENT, CHAT_MODEL, LLM, EMBEDDING,
 PARSER, custom): it fails with a given error type; it is slow against its own distribution
 (over 2.5x its median); it returns nothing; it runs more often in one trace than it usually
-does (a loop). A span outcome compares only traces where that span runs (its scope), so
+does (a loop: more than twice its median count per trace, and at least 4). A span
+outcome compares only traces where that span runs (its scope), so
 "the span runs" can never pass for a cause of its own failure.
 """
 
@@ -29,6 +30,7 @@ SLOW_SPAN_FACTOR = 2.5        # a span call is slow beyond this multiple of its 
 SLOW_SPAN_MIN_SHARE = 0.02
 EMPTY_SPAN_MAX_SHARE = 0.6    # a span that is usually empty returns nothing by design
 LOOP_MIN_CALLS = 3
+LOOP_MAX_SHARE = 0.5
 MAX_SPAN_NAMES = 40
 
 # one definition of an empty answer (insights.analytics.answers), computed once per trace
@@ -153,9 +155,11 @@ def _loop_outcome(frame, name, mine, q, detail, common) -> list[Outcome]:
     used = calls[calls > 0]
     if len(used) < SPAN_MIN_CALLS:
         return []
-    limit = max(LOOP_MIN_CALLS, int(np.percentile(used, 95)))
+    # Twice the usual count (not a high percentile: a loop common enough to matter would
+    # raise its own threshold past itself).
+    limit = max(LOOP_MIN_CALLS, int(2 * np.median(used)))
     loops = calls > limit
-    if not MIN_EVENTS <= loops.sum() or loops.sum() > 0.2 * len(used):
+    if not MIN_EVENTS <= loops.sum() or loops.sum() > LOOP_MAX_SHARE * len(used):
         return []
     return [Outcome(
         f"loop:{name}", f"call {q} more than {limit} times", f"repeated calls of {q}",

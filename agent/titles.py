@@ -26,9 +26,11 @@ def issue_title(c: Candidate, frame: TraceFrame | None = None) -> str:
         if c.outcome.kind in ("error", "loop"):
             failure = dominant_failure(frame, hits)
             if failure and c.outcome.kind == "error":
-                what = f"Requests fail: {failure}"
+                what = f"Requests fail: {_failure_text(*failure)}"
             elif failure:
-                what = f"{what}, then {failure}"
+                same = failure[0] == c.outcome.detail.get("span")
+                what = f"{what}, then " + (_failure_text(*failure, subject="") if same
+                                          else _failure_text(*failure))
         elif c.outcome.kind == "slow":
             span = slowest_span(frame, hits, c.feature.mask & ~c.outcome.mask)
             if span:
@@ -36,12 +38,12 @@ def issue_title(c: Candidate, frame: TraceFrame | None = None) -> str:
     return _clip(f"{what} {c.feature.phrase or 'in ' + c.feature.label}")
 
 
-def dominant_failure(frame: TraceFrame, traces: np.ndarray) -> str:
-    """'Tool 'x' fails with T (message)' when one failure is in most of these traces."""
+def dominant_failure(frame: TraceFrame, traces: np.ndarray) -> tuple[str, str, str, str] | None:
+    """(span name, span type, error type, message) of the failure in most of these traces."""
     spans = frame.spans
     failed = traces[spans.trace] & (spans.error_type != None)  # noqa: E711
     if not failed.any():
-        return ""
+        return None
     seen: Counter = Counter()
     for t, name, stype, etype in zip(spans.trace[failed], spans.name[failed],
                                      spans.span_type[failed], spans.error_type[failed]):
@@ -49,13 +51,18 @@ def dominant_failure(frame: TraceFrame, traces: np.ndarray) -> str:
     per_failure = Counter((n, s, e) for (_t, n, s, e) in seen)
     (name, stype, etype), count = per_failure.most_common(1)[0]
     if count < 0.5 * traces.sum():
-        return ""
+        return None
     mine = failed & (spans.name == name) & (spans.error_type == etype)
     messages = [str(m).removeprefix(f"{etype}: ") for m in spans.error_message[mine] if m]
     message = max(set(messages), key=messages.count) if messages else ""
     message = message if len(message) <= 60 else message[:59].rsplit(" ", 1)[0] + "…"
-    text = f"{span_kind(stype).lower()} {quote(name)} fails with {etype}"
-    return text + (f" ({message})" if message and message != etype else "")
+    return str(name), str(stype), str(etype), message
+
+
+def _failure_text(name: str, stype: str, etype: str, message: str, subject: str | None = None) -> str:
+    """"tool 'x' fails with T (message)"; ``subject=""`` leaves the span out ("fails with ...")."""
+    who = f"{span_kind(stype).lower()} {quote(name)} " if subject is None else subject
+    return f"{who}fails with {etype}" + (f" ({message})" if message and message != etype else "")
 
 
 def slowest_span(frame: TraceFrame, slow: np.ndarray, fast: np.ndarray) -> str:
