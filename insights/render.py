@@ -188,11 +188,11 @@ def census_view(c: dict[str, Any]) -> Group:
     assessments = c.get("assessments") or []
     if assessments:
         table = Table(title="Assessments")
-        for col in ("name", "count", "failing", "values"):
+        for col in ("name", "count", "failing", "rule", "values"):
             table.add_column(col)
         for a in assessments:
             table.add_row(plain(a["name"]), str(a.get("count")), str(a.get("failing")),
-                          plain(a.get("values")))
+                          plain((a.get("scale") or {}).get("rule", "")), plain(a.get("values")))
         parts.append(table)
     return Group(*parts)
 

@@ -7,9 +7,11 @@ each. It gives, exactly: trace counts by status, trace latency percentiles, toke
 percentiles, span counts by name/type/status, span latency percentiles by name, assessment
 counts by name and value, and trace counts per time bucket.
 
-What it cannot give (error messages from span events, request/response lengths, traces with
-an erroring span, per-trace cost, sample trace ids) comes from a sample of traces read with
-their spans. The sample is stratified over the census's time buckets: each bucket gives its
+What it cannot give (error messages and error types from span events, request/response
+lengths, empty and repeated answers, traces with an erroring span and their outcomes, root
+spans, failing assessment rationales, per-trace cost, sample trace ids) comes from a sample
+of traces read with their spans. Assessment scales and failing counts are read from the
+server's exact value counts. The sample is stratified over the census's time buckets: each bucket gives its
 share of the sample (largest remainders, so every sampled trace stands for the same number
 of traces), newest traces first within a bucket. Counts read from the sample are scaled to
 the whole experiment and the census says so under ``sample``. When the sample covers every
@@ -46,7 +48,9 @@ METRIC_ROWS = 50_000  # asked of the server per aggregate; an answer this long m
 WORKERS = 4
 PAGE = 500
 SAMPLED_SECTIONS = ["errors", "responses", "cost", "spans.traces_with_error",
-                    "assessments.traces", "sample_trace_ids"]
+                    "spans.failed_traces", "spans.root_count", "spans.error_types",
+                    "assessments.traces", "assessments.failing_traces",
+                    "assessments.failing_rationales", "sample_trace_ids"]
 
 
 class UnsupportedByServer(Exception):
