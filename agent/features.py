@@ -106,6 +106,8 @@ def numeric_fields(frame: TraceFrame, span_fields: list[NumericField] = ()) -> l
         fields.append(NumericField("input_tokens", "tokens", tokens,
                                    "traces with more than {cut} input tokens", "input_tokens > {cut}",
                                    "when prompts exceed {cut} tokens"))
+    if frame.spans is not None and len(frame.spans):
+        fields += document_fields(frame)
     return fields + list(span_fields)
 
 
@@ -155,7 +157,6 @@ def span_features(frame: TraceFrame) -> list[Feature]:
                                  f"traces where {kind.lower()} {quote(name)} returns nothing",
                                  span_sql(name, empty_output_sql("s")), mask, {"span": name},
                                  phrase=f"when {kind.lower()} {quote(name)} returns nothing"))
-        feats += _document_features(frame, name, mine, kind)
     truncated = frame.traces_where(spans.truncated)
     if truncated.sum() >= MIN_EVENTS:
         feats.append(Feature("truncated", "truncated", "traces with a generation cut off at its token limit",
@@ -164,20 +165,22 @@ def span_features(frame: TraceFrame) -> list[Feature]:
     return feats
 
 
-def _document_features(frame: TraceFrame, name: str, mine: np.ndarray, kind: str) -> list[Feature]:
-    docs = frame.spans.documents
-    counted = mine & ~np.isnan(docs)
-    if counted.sum() < MIN_EVENTS:
-        return []
-    cut = int(np.percentile(docs[counted], 75))
-    mask = frame.traces_where(counted & (docs > cut))
-    if mask.sum() < MIN_EVENTS:
-        return []
-    return [Feature(f"documents:{name}:{cut}", "documents",
-                    f"traces where {kind.lower()} {quote(name)} returns more than {cut} documents",
-                    span_sql(name, f"{documents_sql('s')} > {cut}"), mask,
-                    {"span": name, "threshold": cut},
-                    phrase=f"when {kind.lower()} {quote(name)} returns more than {cut} documents")]
+def document_fields(frame: TraceFrame) -> list[NumericField]:
+    """How many documents each retriever returned (its largest call per trace)."""
+    spans, fields = frame.spans, []
+    for name in sorted({str(n) for n in spans.name[spans.span_type == "RETRIEVER"]}):
+        counted = (spans.name == name) & ~np.isnan(spans.documents)
+        if counted.sum() < 2 * MIN_EVENTS:
+            continue
+        top = np.full(len(frame), np.nan)
+        np.fmax.at(top, spans.trace[counted], spans.documents[counted])
+        kind = span_kind("RETRIEVER").lower()
+        fields.append(NumericField(
+            f"documents:{name}", "documents", top,
+            f"traces where {kind} {quote(name)} returns more than {{cut}} documents",
+            span_sql(name, f"{documents_sql('s')} > {{cut}}"),
+            f"when {kind} {quote(name)} returns more than {{cut}} documents", {"span": name}))
+    return fields
 
 
 def value_features(frame: TraceFrame, sql_fn: Callable[[str], Any], where: str

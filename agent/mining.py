@@ -38,7 +38,7 @@ MAX_HYPOTHESES = 20
 OVERLAP_FOR_EXCLUDE = 0.3
 NESTED_SHARE = 0.9           # a feature with this share of its traces inside another's is nested in it
 MAX_SEGMENT_CHECKS = 3
-SPECIFIC_SHARE = 0.8
+SPECIFIC_SHARE = 0.6
 STRUCTURAL = ("tool", "span", "span_error", "span_empty", "documents", "value", "truncated",
               "tokens", "session", "length", "window", "segment")
 COARSE = ("length", "window")   # threshold cuts: a pattern inside one describes it better
@@ -70,7 +70,8 @@ def screen(frame: TraceFrame, sql_fn: Callable[[str], Any] | None = None,
 
 def _most_specific(cands: list[Candidate]) -> list[Candidate]:
     """Drop a trace-level error finding when a span failure under the same condition holds
-    (nearly) all of its failed traces: the span, its error type and message say more."""
+    most of its failed traces: the span, its error type and message say more, and the rest
+    are failures of other kinds that happen to fall under the condition."""
     def covered(c: Candidate) -> bool:
         hits = c.feature.mask & c.outcome.mask
         return any(o.outcome.kind == "span_error" and o.feature.key == c.feature.key
@@ -83,13 +84,17 @@ def tautology(outcome: Outcome, feature: Feature) -> bool:
     """Pairs where the feature restates the outcome rather than explaining it.
 
     A span outcome is judged only where its span runs, so that span's presence, failures and
-    empty results say nothing new; a failed span is how a trace ends in ERROR (the census
-    reports those facts); a cut-off generation is the truncation outcome itself.
+    empty results say nothing new; an error of the same type in another span is the same
+    error passing through the span tree; a failed span is how a trace ends in ERROR (the
+    census reports those facts); a cut-off generation is the truncation outcome itself.
     """
     span = outcome.detail.get("span")
     same_span = span is not None and feature.detail.get("span") == span
     if same_span and feature.kind in ("tool", "span", "span_error", "span_empty"):
         return True
+    etype = outcome.detail.get("error_type")
+    if etype is not None and feature.detail.get("error_type") == etype:
+        return True   # the same error raised through a parent or child span
     if outcome.kind == "error" and feature.kind == "span_error":
         return True
     return outcome.kind == "truncated" and feature.kind == "truncated"
@@ -132,6 +137,9 @@ def _structural_first(found: list[Candidate]) -> list[Candidate]:
     One of several words selecting the same traces is kept.
     """
     ordered: list[Candidate] = []
+    # Time first: an incident window is the commonest confounder of everything inside it.
+    found = [c for c in found if c.feature.kind == "window"] + [
+        c for c in found if c.feature.kind != "window"]
     for cand in found:
         if any(_same_traces(cand, other) for other in ordered):
             continue
@@ -151,6 +159,8 @@ def _goes_first(cand: Candidate, other: Candidate) -> bool:
     went wrong; the coarse one is then re-tested without it. Otherwise the one that survives
     without the other goes first.
     """
+    if other.feature.kind == "window" or cand.feature.kind == "window":
+        return cand.feature.kind == "window"
     if other.feature.kind in COARSE and _nested_in(cand, other):
         return True
     if cand.feature.kind in COARSE and _nested_in(other, cand):

@@ -43,9 +43,37 @@ def outcomes(frame: TraceFrame) -> list[Outcome]:
     out = _trace_outcomes(frame) + _assessment_outcomes(frame)
     if frame.spans is not None and len(frame.spans):
         out += _generation_outcomes(frame)
-        for name in _busy_span_names(frame):
-            out += _span_outcomes(frame, name)
+        per_name = [o for name in _busy_span_names(frame) for o in _span_outcomes(frame, name)]
+        out += per_name + _slow_by_type(frame, per_name)
     return [o for o in out if _events(o) >= MIN_EVENTS]
+
+
+def _slow_by_type(frame: TraceFrame, per_name: list[Outcome]) -> list[Outcome]:
+    """Spans of one type slow against their own medians, whichever of them runs (two
+    rerankers, three sub-agents): a condition that slows the step shows once, not per name."""
+    by_type: dict[str, list[Outcome]] = {}
+    for o in per_name:
+        if o.kind == "span_slow":
+            by_type.setdefault(o.detail["span_type"], []).append(o)
+    out = []
+    for stype, group in sorted(by_type.items()):
+        if len(group) < 2:
+            continue
+        kind = span_kind(stype)
+        names = [o.detail["span"] for o in group]
+        cond = " OR ".join(f"(s.name = {quote(o.detail['span'])} AND s.duration_ms > "
+                           f"{o.detail['threshold_ms']:.1f})" for o in group)
+        scope = np.logical_or.reduce([o.scope for o in group])
+        mask = np.logical_or.reduce([o.mask for o in group])
+        listed = ", ".join(quote(n) for n in names)
+        out.append(Outcome(
+            f"type_slow:{stype}", f"have a {kind.lower()} span run slow",
+            f"slow {kind.lower()} calls", f"exists(spans, s -> s.parent_id IS NOT NULL AND ({cond}))",
+            mask, scope_sql=f"exists(spans, s -> s.parent_id IS NOT NULL AND s.name IN ({listed}))",
+            scope=scope, kind="span_slow",
+            title=f"{kind} spans ({listed}) are slow ({SLOW_SPAN_FACTOR:g}x their medians)",
+            detail={"span_type": stype, "spans": names}))
+    return out
 
 
 def _events(o: Outcome) -> int:

@@ -360,7 +360,7 @@ def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
         if not pending:
             break
         # Findings that others are tested against (their exclusions) go first.
-        pending.sort(key=lambda x: len(((x.metadata or {}).get("plan") or {}).get("exclude") or []))
+        pending.sort(key=_dependencies)
         h = pending[0]
         say(f"testing hypothesis: {h.statement}", hypothesis_id=h.hypothesis_id)
         say(f"testing plan:\n{h.testing_plan}", hypothesis_id=h.hypothesis_id)
@@ -386,6 +386,13 @@ def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
             verdict=verdict.status)
     # A resumed analysis past this phase keeps its later answers: don't rewind the phase.
     return {} if _done(state, "test_hypotheses") else _mark(ctx, state, "test_hypotheses")
+
+
+def _dependencies(h) -> int:
+    """How many other findings a hypothesis's plan is tested against (set aside or within):
+    those are tested first, so their verdicts are known when it is tested."""
+    plan = (h.metadata or {}).get("plan") or {}
+    return len(plan.get("exclude") or []) + len(plan.get("within") or [])
 
 
 def issues_from_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
