@@ -38,7 +38,7 @@ VIEWS = {
     "light": ("traces_light", """
         CREATE OR REPLACE TEMP VIEW traces_light AS
         SELECT trace_id, make_timestamp(request_time_ms * 1000) AS request_time,
-               request_time_ms, execution_time_ms, state, request, response, trace_name,
+               request_time_ms, execution_time_ms, state, request, response, response_empty, trace_name,
                session_id, input_tokens, output_tokens, total_tokens, total_cost
         FROM trace_rows"""),
     "spans_lite": ("traces_spans_lite", """
