@@ -169,3 +169,15 @@ def test_issues_from_hypotheses_node_writes_all_traces_and_true_severity(small_s
     assert set(issue.trace_ids) == set(every) and issue.trace_count == len(every) > 20
     assert issue.severity.value == severity_for(len(every), toolkit.count())
     assert f"Impact: {len(every)} of {toolkit.count()} traces" in issue.description
+
+
+def test_a_predicate_trace_sql_refuses_keeps_the_cited_traces(world) -> None:
+    store, client, run_id, toolkit = world
+    some = _ids(toolkit, "TRUE")[:2]
+    writer = IssueWriter(client, toolkit, run_id, store.experiment_id)
+    issue_id = writer.record(census_finding(IssueDraft(
+        key="census:bad", title="Bad predicate", description="d", where="no_such_column = 1",
+        evidence=[EvidenceDraft(trace_id=t, rationale="cited") for t in some]), toolkit))
+    issue = client.get_issue(issue_id, store.experiment_id)
+    assert issue.trace_ids == some and issue.trace_count == 2
+    assert "where" not in issue.metadata

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from agent.frame import quote
 from agent.plans import Plan
 from insights import journal, runs
+from insights.errors import InvalidInputError
 from insights.models import Issue, Severity, check_text, new_id
 
 MAX_ISSUE_TRACES = 10_000
@@ -130,12 +131,18 @@ def with_traces(finding: Finding, toolkit) -> Finding:
         return finding
     first = (f"CASE WHEN trace_id IN ({', '.join(quote(t) for t in cited)}) THEN 0 ELSE 1 END, "
              if cited else "")
-    result = toolkit.client.execute_sql(
-        toolkit.experiment_id,
-        f"SELECT trace_id, count(*) OVER () AS n FROM traces WHERE {finding.where} "
-        f"ORDER BY {first}request_time_ms, trace_id LIMIT {MAX_ISSUE_TRACES}",
-        max_rows=MAX_ISSUE_TRACES)
-    rows = result.rows
+    try:
+        rows = toolkit.client.execute_sql(
+            toolkit.experiment_id,
+            f"SELECT trace_id, count(*) OVER () AS n FROM traces WHERE {finding.where} "
+            f"ORDER BY {first}request_time_ms, trace_id LIMIT {MAX_ISSUE_TRACES}",
+            max_rows=MAX_ISSUE_TRACES).rows
+    except InvalidInputError as exc:   # a predicate Trace SQL refuses: keep the cited traces
+        toolkit.progress(f"could not list every trace of '{finding.title}' ({exc}); "
+                         "listing the cited ones")
+        finding.where = None
+        finding.trace_ids, finding.trace_count = cited, len(cited)
+        return finding
     matched = [r[0] for r in rows]
     outside = [t for t in cited if t not in set(matched)]   # cited, yet not matching `where`
     finding.trace_ids = (outside + matched)[:MAX_ISSUE_TRACES]
