@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             result = truth.score(issues, copy.truth)
             print(copy.truth.summary())
             print(result.table())
+            print("\nissues:\n" + result.details())
             print(f"\nstore {gen_s:.0f} s (generated in {copy.truth.generation_seconds:.0f} s "
                   f"when first built), analysis {run_s:.0f} s\n", flush=True)
             totals.append(f"{app} seed {seed}: {result.found}/{len(result.matches)} found, "

@@ -105,6 +105,13 @@ class Score:
     confounder_issues: list[str]
     false_alarms: list[str]  # titles of issues matching no fault
     n_issues: int
+    overlaps: list[tuple[str, int, dict[str, int]]] = field(default_factory=list)
+
+    def details(self) -> str:
+        """Every issue: its evidence size and how many traces it shares with each fault."""
+        return "\n".join(f"- {title[:90]} [{n}] " + (", ".join(f"{k}: {v}" for k, v in hits.items())
+                                                     or "matches no fault")
+                         for title, n, hits in self.overlaps)
 
     @property
     def found(self) -> int:
@@ -156,8 +163,11 @@ def score(issues: list, truth: GroundTruth) -> Score:
     naming = [i.title for i in issues
               if cval in f"{i.title}\n{i.description}".lower()]
     false_alarms = [i.title for i in issues if i.issue_id not in matched_issue_ids]
+    overlaps = [(i.title, len(set(i.trace_ids)),
+                 {f.name: n for f in truth.faults.values()
+                  if (n := len(set(i.trace_ids) & f.trace_ids))}) for i in issues]
     return Score(truth.app, truth.seed, matches, truth.confounder, bool(naming), naming,
-                 false_alarms, len(issues))
+                 false_alarms, len(issues), overlaps)
 
 
 def _rank(key: tuple) -> tuple:
