@@ -4,7 +4,7 @@ Trace level: the trace ends in ERROR, is slow (beyond the 90th percentile), gets
 answer, fails an assessment, or has a generation cut off by its token limit. Span level, for
 every span name of any type (TOOL, RETRIEVER, RERANKER, AGENT, CHAT_MODEL, LLM, EMBEDDING,
 PARSER, custom): it fails with a given error type; it is slow against its own distribution
-(over 2.5x its median); it returns nothing; it runs more often in one trace than it usually
+(``slow_limit``: well beyond its median); it returns nothing; it runs more often in one trace than it usually
 does (a loop: more than twice its median count per trace, and at least 4). A span
 outcome compares only traces where that span runs (its scope), so
 "the span runs" can never pass for a cause of its own failure.
@@ -26,7 +26,9 @@ from insights.analytics.errors import error_type_sql
 
 MIN_EVENTS = 5
 SPAN_MIN_CALLS = 30
-SLOW_SPAN_FACTOR = 2.5        # a span call is slow beyond this multiple of its name's median
+SLOW_SPAN_FACTOR = 2.5        # a span call is slow beyond this multiple of its median at least
+MODE_SEPARATION = 4.0
+SLOW_SPREADS = 3.0            # ... and beyond this many robust deviations of its log duration
 SLOW_SPAN_MIN_SHARE = 0.02
 EMPTY_SPAN_MAX_SHARE = 0.6    # a span that is usually empty returns nothing by design
 LOOP_MIN_CALLS = 3
@@ -71,7 +73,7 @@ def _slow_by_type(frame: TraceFrame, per_name: list[Outcome]) -> list[Outcome]:
             f"slow {kind.lower()} calls", f"exists(spans, s -> s.parent_id IS NOT NULL AND ({cond}))",
             mask, scope_sql=f"exists(spans, s -> s.parent_id IS NOT NULL AND s.name IN ({listed}))",
             scope=scope, kind="span_slow",
-            title=f"{kind} spans ({listed}) are slow ({SLOW_SPAN_FACTOR:g}x their medians)",
+            title=f"{kind} spans ({listed}) are slow for their kind",
             detail={"span_type": stype, "spans": names}))
     return out
 
@@ -159,14 +161,14 @@ def _span_outcomes(frame: TraceFrame, name: str) -> list[Outcome]:
             detail={**detail, "error_type": etype, "message": message}, **common))
     durations = spans.duration_ms[mine]
     if len(durations) >= SPAN_MIN_CALLS:
-        limit = SLOW_SPAN_FACTOR * float(np.median(durations))
+        limit = slow_limit(durations)
         slow = mine & (spans.duration_ms > limit)
         if slow.sum() >= max(MIN_EVENTS, SLOW_SPAN_MIN_SHARE * mine.sum()) and limit > 0:
             out.append(Outcome(
                 f"span_slow:{name}", f"have {q} run slow (over {_secs(limit)})",
                 f"slow calls of {q}", span_sql(name, f"s.duration_ms > {limit:.1f}"),
                 frame.traces_where(slow), kind="span_slow",
-                title=f"{q} is slow (over {_secs(limit)}, {SLOW_SPAN_FACTOR:g}x its median)",
+                title=f"{q} is slow (over {_secs(limit)}, {limit / np.median(durations):.1f}x its median)",
                 detail={**detail, "threshold_ms": limit}, **common))
     empty = mine & spans.empty_output
     if 0 < empty.sum() <= EMPTY_SPAN_MAX_SHARE * mine.sum():
@@ -176,6 +178,47 @@ def _span_outcomes(frame: TraceFrame, name: str) -> list[Outcome]:
             title=f"{q} returns nothing", detail=detail, **common))
     out += _loop_outcome(frame, name, mine, q, detail, common)
     return out
+
+
+def slow_limit(durations: np.ndarray) -> float:
+    """Where a span's calls stop being ordinary.
+
+    When the log durations fall into two clearly separate groups (a slow mode, however
+    common) cut apart above 2.5x the median, the cut between them; otherwise three robust deviations above the median of the
+    log durations (a span whose calls vary a lot by nature gets a wider band). Never under
+    2.5x the median.
+    """
+    logs = np.sort(np.log(np.maximum(durations, 1e-3)))
+    centre = float(np.median(logs))
+    floor = centre + np.log(SLOW_SPAN_FACTOR)
+    split = _two_modes(logs)
+    if split is not None and split > floor:
+        return float(np.exp(split))
+    spread = 1.4826 * float(np.median(np.abs(logs - centre)))
+    return float(np.exp(max(centre + SLOW_SPREADS * spread, floor)))
+
+
+def _two_modes(logs: np.ndarray) -> float | None:
+    """The cut between two well separated groups of sorted values (Otsu's split, accepted when
+    the group means lie MODE_SEPARATION pooled deviations apart), else None."""
+    n = len(logs)
+    if n < 2 * MIN_EVENTS:
+        return None
+    k = np.arange(1, n)
+    cum, cum2 = np.cumsum(logs)[:-1], np.cumsum(logs ** 2)[:-1]
+    total, total2 = float(logs.sum()), float((logs ** 2).sum())
+    mean_lo, mean_hi = cum / k, (total - cum) / (n - k)
+    between = k * (n - k) * (mean_hi - mean_lo) ** 2
+    i = int(np.argmax(between))
+    lo_n, hi_n = i + 1, n - i - 1
+    if min(lo_n, hi_n) < MIN_EVENTS:
+        return None
+    var_lo = cum2[i] / lo_n - mean_lo[i] ** 2
+    var_hi = (total2 - cum2[i]) / hi_n - mean_hi[i] ** 2
+    pooled = np.sqrt(max((lo_n * var_lo + hi_n * var_hi) / n, 1e-12))
+    if (mean_hi[i] - mean_lo[i]) / pooled < MODE_SEPARATION:
+        return None
+    return float((logs[i] + logs[i + 1]) / 2)
 
 
 def _loop_outcome(frame, name, mine, q, detail, common) -> list[Outcome]:
