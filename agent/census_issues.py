@@ -169,7 +169,7 @@ def _span_type_issue(span, e, toolkit) -> IssueDraft:
 def _span_issue(span, toolkit, typed: bool) -> IssueDraft:
     """All of a span's failures as one issue (no single error type clears the thresholds)."""
     name, rate = span.name, span.error_rate
-    kinds = (f" Error types: " + ", ".join(f"{e.type} ({e.count})" for e in span.error_types[:5])
+    kinds = (" Error types: " + ", ".join(f"{e.type} ({e.count})" for e in span.error_types[:5])
              + "." if span.error_types else "")
     outcome = f"; {_outcomes(span.traces_with_error, span.failed_traces)}" if typed else ""
     return IssueDraft(

@@ -23,6 +23,7 @@ from agent.frame import (
     TURN_SQL,
     TraceFrame,
     documents_sql,
+    origin_failure_sql,
     empty_output_sql,
     quote,
     truncated_sql,
@@ -139,15 +140,14 @@ def span_features(frame: TraceFrame) -> list[Feature]:
             feats.append(Feature(f"span:{name}", "tool" if stype == "TOOL" else "span", label,
                                  span_sql(name), present, {"span": name, "tool": name},
                                  phrase=f"when the {kind.lower()} {quote(name)} runs"))
-        failed = mine & (spans.error_type != None)  # noqa: E711
-        for etype in sorted({str(t) for t in spans.error_type[failed]}):
-            mask = frame.traces_where(failed & (spans.error_type == etype))
+        failed = mine & (spans.origin_error != None)  # noqa: E711
+        for etype in sorted({str(t) for t in spans.origin_error[failed]}):
+            mask = frame.traces_where(failed & (spans.origin_error == etype))
             if mask.sum() >= MIN_EVENTS:
-                from insights.analytics.errors import error_type_sql
                 feats.append(Feature(
                     f"span_error:{name}:{etype}", "span_error",
                     f"traces where {kind.lower()} {quote(name)} fails with {etype}",
-                    span_sql(name, f"s.status_code = 'ERROR' AND {error_type_sql('s')} = {quote(etype)}"),
+                    span_sql(name, origin_failure_sql("s", etype)),
                     mask, {"span": name, "error_type": etype},
                     phrase=f"after {kind.lower()} {quote(name)} fails with {etype}"))
         empty = mine & spans.empty_output
@@ -168,7 +168,16 @@ def span_features(frame: TraceFrame) -> list[Feature]:
 def document_fields(frame: TraceFrame) -> list[NumericField]:
     """How many documents each retriever returned (its largest call per trace)."""
     spans, fields = frame.spans, []
-    for name in sorted({str(n) for n in spans.name[spans.span_type == "RETRIEVER"]}):
+    names = sorted({str(n) for n in spans.name[spans.span_type == "RETRIEVER"]})
+    counted = ~np.isnan(spans.documents)
+    if len(names) > 1 and counted.sum() >= 2 * MIN_EVENTS:
+        top = np.full(len(frame), np.nan)
+        np.fmax.at(top, spans.trace[counted], spans.documents[counted])
+        fields.append(NumericField(
+            "documents:*", "documents", top, "traces where a retriever returns more than {cut} documents",
+            f"exists(spans, s -> s.parent_id IS NOT NULL AND {documents_sql('s')} > {{cut}})",
+            "when a retriever returns more than {cut} documents", {"spans": names}))
+    for name in names:
         counted = (spans.name == name) & ~np.isnan(spans.documents)
         if counted.sum() < 2 * MIN_EVENTS:
             continue

@@ -68,6 +68,15 @@ def truncated_sql(span: str = "s") -> str:
     return f"({span}.span_type IN ({types}) AND coalesce({span}.outputs, '') RLIKE '{TRUNCATED_RE}')"
 
 
+def origin_failure_sql(span: str, etype: str) -> str:
+    """Trace SQL: ``span`` failed with error type ``etype`` itself, not by passing on the same
+    error from a child span (an agent re-raising its tool's exception)."""
+    t = quote(etype)
+    return (f"{span}.status_code = 'ERROR' AND {error_type_sql(span)} = {t} AND "
+            f"size(filter(spans, k -> k.parent_id = {span}.span_id AND k.status_code = 'ERROR' "
+            f"AND {error_type_sql('k')} = {t})) = 0")
+
+
 def documents_sql(span: str = "s") -> str:
     """How many items a RETRIEVER span returned (NULL for other spans)."""
     return (f"CASE WHEN {span}.span_type = 'RETRIEVER' AND trim({span}.outputs) LIKE '[%' "
@@ -76,6 +85,7 @@ def documents_sql(span: str = "s") -> str:
 
 _SPAN_SQL = f"""
 SELECT trace_id, s.name, s.span_type, s.duration_ms, s.parent_id IS NULL AS is_root,
+       s.span_id, s.parent_id,
        CASE WHEN s.status_code = 'ERROR' THEN {error_type_sql('s')} END AS error_type,
        CASE WHEN s.status_code = 'ERROR' THEN substring(s.status_message, 1, 160) END AS error_message,
        {empty_output_sql('s')} AS empty_output,
@@ -94,6 +104,7 @@ class SpanRows:
     span_type: np.ndarray
     duration_ms: np.ndarray
     error_type: np.ndarray        # None where the span did not fail
+    origin_error: np.ndarray      # the error type where the span failed of itself, else None
     error_message: np.ndarray
     empty_output: np.ndarray
     truncated: np.ndarray
@@ -204,14 +215,25 @@ def _load_spans(sql_fn, where: str, frame: TraceFrame) -> SpanRows:
         values = column(name)
         return np.array([fill if values[i] is None else values[i] for i in keep], dtype=dtype)
 
+    trace = np.array([index[t] for t in pick("trace_id")], dtype=np.int64)
+    error_type = pick("error_type")
     return SpanRows(
-        trace=np.array([index[t] for t in pick("trace_id")], dtype=np.int64),
+        trace=trace,
         name=pick("name", fill=""),
         span_type=pick("span_type", fill=""),
         duration_ms=pick("duration_ms", np.float64, 0.0),
-        error_type=pick("error_type"),
+        error_type=error_type,
+        origin_error=_origins(trace, pick("span_id"), pick("parent_id"), error_type),
         error_message=pick("error_message"),
         empty_output=pick("empty_output", bool, False),
         truncated=pick("truncated", bool, False),
         documents=pick("documents", np.float64, np.nan),
     )
+
+
+def _origins(trace: np.ndarray, span_id: np.ndarray, parent_id: np.ndarray,
+             error_type: np.ndarray) -> np.ndarray:
+    """Each failed span's error type, unless a child span failed with the same type."""
+    passed_up = {(int(t), p, e) for t, p, e in zip(trace, parent_id, error_type) if e is not None}
+    return np.array([e if e is not None and (int(t), s, e) not in passed_up else None
+                     for t, s, e in zip(trace, span_id, error_type)], dtype=object)

@@ -110,7 +110,7 @@ def segment_checks(frame: TraceFrame, chosen: list[Candidate]) -> list[Candidate
     """
     taken = {c.feature.key for c in chosen}
     outs = outcomes(frame)
-    checks = []
+    checks, windows = [], {}
     for feature in segment_features(frame):
         if feature.key in taken or not outs:
             continue
@@ -121,11 +121,15 @@ def segment_checks(frame: TraceFrame, chosen: list[Candidate]) -> list[Candidate
         stronger = [c for c in chosen if c.outcome.key == check.outcome.key]
         window = window_feature(frame, check.outcome)
         if window is not None and window.key not in {c.feature.key for c in stronger}:
-            stronger.insert(0, _score(check.outcome, window))
+            stronger.insert(0, windows.setdefault(window.key, _score(check.outcome, window)))
         _with_exclusions(stronger + [check])
         checks.append(check)
     checks.sort(key=lambda c: c.p_value)
-    return checks[:MAX_SEGMENT_CHECKS]
+    checks = checks[:MAX_SEGMENT_CHECKS]
+    # A window a check is tested against must be a finding itself (tested first), or there
+    # would be nothing validated to set aside.
+    used = {e for c in checks for e in c.exclude + c.within}
+    return [w for w in windows.values() if w.feature.sql in used] + checks
 
 
 def _structural_first(found: list[Candidate]) -> list[Candidate]:

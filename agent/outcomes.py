@@ -17,12 +17,12 @@ import numpy as np
 from agent.frame import (
     TraceFrame,
     empty_output_sql,
+    origin_failure_sql,
     quote,
     truncated_sql,
 )
 from agent.vocabulary import Outcome, span_kind
 from insights.analytics.assessments import failing_predicate
-from insights.analytics.errors import error_type_sql
 
 MIN_EVENTS = 5
 SPAN_MIN_CALLS = 30
@@ -46,8 +46,38 @@ def outcomes(frame: TraceFrame) -> list[Outcome]:
     if frame.spans is not None and len(frame.spans):
         out += _generation_outcomes(frame)
         per_name = [o for name in _busy_span_names(frame) for o in _span_outcomes(frame, name)]
-        out += per_name + _slow_by_type(frame, per_name)
+        out += per_name + _slow_by_type(frame, per_name) + _errors_by_type(frame)
     return [o for o in out if _events(o) >= MIN_EVENTS]
+
+
+def _errors_by_type(frame: TraceFrame) -> list[Outcome]:
+    """One error type raised by several spans of one type (two retrievers behind one failing
+    service): whichever of them runs, the same failure."""
+    spans = frame.spans
+    failed = spans.origin_error != None  # noqa: E711
+    groups: dict[tuple[str, str], set[str]] = {}
+    for name, stype, etype in zip(spans.name[failed], spans.span_type[failed], spans.origin_error[failed]):
+        groups.setdefault((str(stype), str(etype)), set()).add(str(name))
+    out = []
+    for (stype, etype), names in sorted(groups.items()):
+        if len(names) < 2:
+            continue
+        kind, listed = span_kind(stype), ", ".join(quote(n) for n in sorted(names))
+        mine = np.isin(spans.name, sorted(names)) & (spans.span_type == stype)
+        hit = mine & failed & (spans.origin_error == etype)
+        message = _common_message(spans.error_message[hit], etype)
+        out.append(Outcome(
+            f"type_error:{stype}:{etype}", f"have a {kind.lower()} span fail with {etype}",
+            f"{kind.lower()} failures with {etype}",
+            f"exists(spans, s -> s.parent_id IS NOT NULL AND s.span_type = {quote(stype)} AND "
+            f"{origin_failure_sql('s', etype)})",
+            frame.traces_where(hit),
+            scope_sql=f"exists(spans, s -> s.parent_id IS NOT NULL AND s.span_type = {quote(stype)})",
+            scope=frame.traces_where(spans.span_type == stype), kind="span_error",
+            title=f"{kind} spans ({listed}) fail with {etype}" + (f" ({message})" if message else ""),
+            detail={"span_type": stype, "spans": sorted(names), "error_type": etype,
+                    "message": message}))
+    return out
 
 
 def _slow_by_type(frame: TraceFrame, per_name: list[Outcome]) -> list[Outcome]:
@@ -148,14 +178,14 @@ def _span_outcomes(frame: TraceFrame, name: str) -> list[Outcome]:
     common = {"scope_sql": scope_sql, "scope": scope}
     detail = {"span": name, "span_type": str(spans.span_type[mine][0])}
     out = []
-    failed = mine & (spans.error_type != None)  # noqa: E711 (numpy elementwise)
-    for etype in sorted({str(t) for t in spans.error_type[failed]}):
-        hit = failed & (spans.error_type == etype)
+    failed = mine & (spans.origin_error != None)  # noqa: E711 (numpy elementwise)
+    for etype in sorted({str(t) for t in spans.origin_error[failed]}):
+        hit = failed & (spans.origin_error == etype)
         message = _common_message(spans.error_message[hit], etype)
         out.append(Outcome(
             f"span_error:{name}:{etype}", f"have {q} fail with {etype}",
             f"failures of {q} with {etype}",
-            span_sql(name, f"s.status_code = 'ERROR' AND {error_type_sql('s')} = {quote(etype)}"),
+            span_sql(name, origin_failure_sql("s", etype)),
             frame.traces_where(hit), kind="span_error",
             title=f"{q} fails with {etype}" + (f" ({message})" if message else ""),
             detail={**detail, "error_type": etype, "message": message}, **common))

@@ -41,18 +41,18 @@ def issue_title(c: Candidate, frame: TraceFrame | None = None) -> str:
 def dominant_failure(frame: TraceFrame, traces: np.ndarray) -> tuple[str, str, str, str] | None:
     """(span name, span type, error type, message) of the failure in most of these traces."""
     spans = frame.spans
-    failed = traces[spans.trace] & (spans.error_type != None)  # noqa: E711
+    failed = traces[spans.trace] & (spans.origin_error != None)  # noqa: E711
     if not failed.any():
         return None
     seen: Counter = Counter()
     for t, name, stype, etype in zip(spans.trace[failed], spans.name[failed],
-                                     spans.span_type[failed], spans.error_type[failed]):
+                                     spans.span_type[failed], spans.origin_error[failed]):
         seen[(t, name, stype, etype)] = 1
     per_failure = Counter((n, s, e) for (_t, n, s, e) in seen)
     (name, stype, etype), count = per_failure.most_common(1)[0]
     if count < 0.5 * traces.sum():
         return None
-    mine = failed & (spans.name == name) & (spans.error_type == etype)
+    mine = failed & (spans.name == name) & (spans.origin_error == etype)
     messages = [str(m).removeprefix(f"{etype}: ") for m in spans.error_message[mine] if m]
     message = max(set(messages), key=messages.count) if messages else ""
     message = message if len(message) <= 60 else message[:59].rsplit(" ", 1)[0] + "…"
