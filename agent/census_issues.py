@@ -38,6 +38,7 @@ ASSESSMENT_FAILURE_ISSUE = 0.20
 ASSESSMENT_MIN_FAILURES = 10
 RATIONALE_CHARS = 200
 EVIDENCE_PER_ISSUE = 15
+PASSED_UP_SHARE = 0.5   # a span's failures of one type that are mostly its child's are not its own
 # Evidence is cited from where failures concentrate: traces of the busiest failing hour first.
 DENSEST_FIRST = ("ORDER BY count(*) OVER (PARTITION BY CAST(floor(request_time_ms / 3600000) AS BIGINT)) "
                  "DESC, request_time_ms")
@@ -113,11 +114,27 @@ def _span_failure_issues(census, toolkit) -> list[IssueDraft]:
         clearing = [e for e in span.error_types
                     if e.count >= SPAN_MIN_FAILURES and e.count / max(span.count, 1)
                     >= SPAN_FAILURE_ISSUE]
+        own = [e for e in span.error_types if not _passed_up(toolkit, span.name, e.type)]
+        if typed and span.error_types and not own:
+            continue   # every failure of this span is a child's, passed up
+        clearing = [e for e in clearing if e in own]
         if clearing:
             drafts += [_span_type_issue(span, e, toolkit) for e in clearing]
         elif span.error_count >= SPAN_MIN_FAILURES and span.error_rate >= SPAN_FAILURE_ISSUE:
             drafts.append(_span_issue(span, toolkit, typed))
     return drafts
+
+
+def _passed_up(toolkit, name: str, etype: str) -> bool:
+    """Does this span fail with ``etype`` mostly because a child span failed with it first
+    (an agent re-raising its model's exception)? Then the child's issue tells it."""
+    from agent.frame import origin_failure_sql
+
+    own, every = toolkit.sql(
+        "SELECT count_if(" + origin_failure_sql("s", etype) + "), count(*) FROM traces "
+        f"LATERAL VIEW explode(spans) x AS s WHERE s.name = {quote(name)} AND "
+        f"s.status_code = 'ERROR' AND {error_type_sql('s')} = {quote(etype)}").rows[0]
+    return bool(every) and own < PASSED_UP_SHARE * every
 
 
 def _outcomes(traces: int, failed: int) -> str:
