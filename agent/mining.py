@@ -74,7 +74,7 @@ def _most_specific(cands: list[Candidate]) -> list[Candidate]:
     are failures of other kinds that happen to fall under the condition."""
     def covered(c: Candidate) -> bool:
         hits = c.feature.mask & c.outcome.mask
-        return any(o.outcome.kind == "span_error" and o.feature.key == c.feature.key
+        return any(o.outcome.kind == "span_error" and _same_condition(o.feature, c.feature)
                    and (hits & o.outcome.mask).sum() >= SPECIFIC_SHARE * hits.sum()
                    for o in cands)
     return [c for c in cands if c.outcome.kind != "error" or not covered(c)]
@@ -227,6 +227,15 @@ def _survives_without(cand: Candidate, other: Candidate) -> bool:
     ratio = (a / n1) / (b / n0) if b else float("inf")
     p = float(fisher_exact([[a, n1 - a], [b, n0 - b]], alternative="greater")[1])
     return p < 0.05 and ratio >= 1.5
+
+
+def _same_condition(a: Feature, b: Feature) -> bool:
+    """One condition, or two selecting (nearly) the same traces (each outcome finds its own
+    time window; two windows over one incident are one condition)."""
+    if a.key == b.key:
+        return True
+    union = (a.mask | b.mask).sum()
+    return bool(union) and (a.mask & b.mask).sum() / union >= 0.8
 
 
 def _same_traces(a: Candidate, b: Candidate) -> bool:
