@@ -42,10 +42,14 @@ def test_custom_stream_names_hypotheses_plans_filters_verdicts_and_issues(analyz
     assert any(m.startswith("outcome:") and plan["outcome"] in m for m in between)
 
     issues = run_issues(client, analyzed.store.experiment_id, analyzed.run_id)
-    announced = {e["issue_id"]: e["message"] for e in events
-                 if e.get("issue_id") and e["message"].startswith("issue from")}
+    # each issue is announced when created, and again when another finding merges into it
+    announced: dict[str, str] = {}
+    for e in events:
+        if e.get("issue_id") and e["message"].startswith(("issue from", "issue merged")):
+            assert e["message"].startswith("issue from") or e["issue_id"] in announced
+            announced[e["issue_id"]] = e["message"]
     assert {i.issue_id for i in issues} == set(announced)
-    for issue in issues:
+    for issue in issues:   # the latest announcement names its final title and severity
         assert issue.title in announced[issue.issue_id]
         assert issue.severity.value in announced[issue.issue_id]
     assert any(m.startswith("census:") for m in messages)
