@@ -16,11 +16,25 @@ rate ratio, then the smaller p-value), the evidence is the union of both trace s
 other finding is kept in ``metadata["merged_findings"]`` and named in the description
 ("Also seen as: ..."). Every finding's ``key`` stays on the issue (``metadata.key`` or a merged
 finding's key), so a node re-run after an interrupt or a crash writes nothing twice.
+
+Issues live across analyses (issue 12). Every issue keeps the executable definition it was
+proven with, ``metadata["signature"]`` = {kind: "plan"|"census", key, where}: a plan's key is a
+hash of its normalised ``cohort`` and ``outcome`` SQL (stable from run to run, unlike the
+hypothesis id), a census draft's key is its draft key. A later run's finding whose signature key
+is among an existing issue's ``signature_keys``, or whose traces are the same (``same_traces``)
+as an existing issue's, of any run, updates that issue instead of copying it: new traces added,
+``trace_count`` refreshed, the run appended to ``analyses``, ``last_seen`` set and a ``history``
+entry ({at, run_id, key, event, numbers}) added. A RESOLVED issue seen again in traces newer
+than its resolution is reopened as a regression; a REJECTED one only when its trace count
+changed by at least ``REOPEN_CHANGE``. A history entry names the finding key and run, so the
+keys a run has recorded are skipped when it is resumed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,7 +42,7 @@ from agent.frame import quote
 from agent.plans import Plan
 from insights import journal, runs
 from insights.errors import InvalidInputError
-from insights.models import Issue, Severity, check_text, new_id
+from insights.models import Issue, IssueStatus, Severity, check_text, new_id, now_ms
 
 MAX_ISSUE_TRACES = 10_000
 # Two findings describe one set of traces when |A & B| / |A | B| >= MERGE_JACCARD, or when
@@ -37,6 +51,8 @@ MAX_ISSUE_TRACES = 10_000
 MERGE_JACCARD = 0.7
 MERGE_CONTAINMENT = 0.8
 ALSO_SEEN = "Also seen as: "
+# A REJECTED issue is proposed again only when its trace count changed by this share or more.
+REOPEN_CHANGE = 0.5
 _RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
 
 
@@ -62,6 +78,15 @@ class Finding:
     metrics: dict[str, Any] = field(default_factory=dict)
     trace_ids: list[str] = field(default_factory=list)   # listed: cited first, <= the cap
     trace_count: int = 0                   # true count, even above the cap
+    signature_key: str | None = None       # stable across runs: the plan's hash, the draft key
+
+    @property
+    def signature(self) -> dict[str, Any] | None:
+        """The executable definition the finding was proven with, or None (no plan)."""
+        if not self.signature_key:
+            return None
+        kind = "census" if self.source == "census" else "plan"
+        return {"kind": kind, "key": self.signature_key, "where": self.where}
 
     def ref(self) -> dict[str, Any]:
         """How the issue remembers this finding once another one gives its title."""
@@ -97,7 +122,8 @@ def census_finding(draft, toolkit) -> Finding:
     finding = Finding(
         key=draft.key, title=draft.title, description=draft.description, source="census",
         cited=[e.model_dump() for e in draft.evidence], rationale="matches the census finding",
-        where=draft.where, severity=draft.severity, metrics=dict(draft.metrics))
+        where=draft.where, severity=draft.severity, metrics=dict(draft.metrics),
+        signature_key=draft.key)
     return with_traces(finding, toolkit)
 
 
@@ -118,8 +144,22 @@ def hypothesis_finding(h, toolkit) -> Finding:
                for e in h.evidence if e.supports],
         rationale=f"in {plan.cohort_label} with {plan.outcome_label}" if plan else "",
         where=f"({plan.cohort}) AND ({plan.outcome})" if plan else None,
-        hypothesis_id=h.hypothesis_id, metrics=dict(h.metrics or {}))
+        hypothesis_id=h.hypothesis_id, metrics=dict(h.metrics or {}),
+        signature_key=plan_key(plan) if plan else None)
     return with_traces(finding, toolkit)
+
+
+def _normal_sql(sql: str) -> str:
+    """Whitespace collapsed outside quoted literals, keywords and names lower-cased, the
+    literals kept as written (their case matters)."""
+    parts = re.split(r"('(?:[^']|'')*')", sql.strip())
+    return "".join(p if i % 2 else re.sub(r"\s+", " ", p).lower() for i, p in enumerate(parts)).strip()
+
+
+def plan_key(plan: Plan) -> str:
+    """A plan's stable signature key: a hash of its normalised cohort and outcome SQL."""
+    text = _normal_sql(plan.cohort) + "\n" + _normal_sql(plan.outcome)
+    return "plan:" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def with_traces(finding: Finding, toolkit) -> Finding:
@@ -193,7 +233,7 @@ def same_traces(a: set[str], b: set[str]) -> bool:
 
 @dataclass
 class _Known:
-    """What the writer knows of an issue of this run (kept up to date as it writes)."""
+    """What the writer knows of an issue of the experiment (kept up to date as it writes)."""
 
     issue_id: str
     title: str
@@ -202,12 +242,21 @@ class _Known:
     metadata: dict[str, Any]
     trace_ids: list[str]
     description: str = ""
+    source_run_id: str = ""
+    status: str = "OPEN"
+    created_at: int = 0
+    updated_at: int = 0
 
     @classmethod
     def of(cls, issue: Issue) -> "_Known":
         return cls(issue.issue_id, issue.title, Severity(issue.severity).value,
                    issue.hypothesis_id, dict(issue.metadata or {}), list(issue.trace_ids),
-                   issue.description)
+                   issue.description, issue.source_run_id, IssueStatus(issue.status).value,
+                   issue.created_at, issue.updated_at)
+
+    def refresh(self, issue: Issue) -> None:
+        fresh = _Known.of(issue)
+        self.__dict__.update(fresh.__dict__)
 
     @property
     def base_description(self) -> str:
@@ -219,48 +268,120 @@ class _Known:
         merged = self.metadata.get("merged_findings") or []
         return {self.metadata.get("key")} | {m.get("key") for m in merged if isinstance(m, dict)}
 
+    def recorded(self, run_id: str) -> set[str]:
+        """The finding keys ``run_id`` has written into this issue."""
+        out = set(self.keys) if self.source_run_id == run_id else set()
+        return out | {h.get("key") for h in self.history
+                      if h.get("run_id") == run_id and h.get("key")}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return [h for h in self.metadata.get("history") or [] if isinstance(h, dict)]
+
+    @property
+    def signature_keys(self) -> set[str]:
+        sig = self.metadata.get("signature") or {}
+        keys = set(self.metadata.get("signature_keys") or [])
+        return keys | ({sig["key"]} if isinstance(sig, dict) and sig.get("key") else set())
+
+    @property
+    def analyses(self) -> list[str]:
+        return list(self.metadata.get("analyses") or [self.source_run_id])
+
     @property
     def trace_count(self) -> int:
         return int(self.metadata.get("trace_count") or len(self.trace_ids))
 
 
+def issue_of_run(issue: Issue, run_id: str) -> bool:
+    """The run created the issue or saw it again (``metadata["analyses"]``)."""
+    return issue.source_run_id == run_id or run_id in ((issue.metadata or {}).get("analyses") or [])
+
+
+def _or(a: str | None, b: str | None) -> str | None:
+    """Either predicate; one already inside the other is not repeated."""
+    if not a or not b:
+        return None
+    if a == b or f"({b})" in a:
+        return a
+    return f"({a}) OR ({b})"
+
+
 class IssueWriter:
-    """Writes findings as issues of one analysis run: all their traces, merged by trace set."""
+    """Writes findings as issues of one analysis run: all their traces, merged by trace set
+    within the run, and into the experiment's issues of earlier runs by signature or traces."""
 
     def __init__(self, client, toolkit, run_id: str, experiment_id: str,
                  say: Callable[..., None] = lambda *_a, **_k: None):
         self.client, self.toolkit = client, toolkit
         self.run_id, self.experiment_id, self.say = run_id, experiment_id, say
         self.total = toolkit.count()
-        self.issues = [_Known.of(i) for i in client.list_issues(experiment_id)
-                       if i.source_run_id == run_id]
+        self.issues = [_Known.of(i) for i in client.list_issues(experiment_id)]
 
     def known(self, key: str) -> bool:
-        return any(key in i.keys for i in self.issues)
+        """This run has already written the finding (before an interrupt or a crash)."""
+        return any(key in i.recorded(self.run_id) for i in self.issues)
 
     def has_hypothesis(self, hypothesis_id: str) -> bool:
         """Already an issue of this run (written by the workflow, or by a person in the UI)."""
         return self.known(f"hypothesis:{hypothesis_id}") or any(
-            hypothesis_id in (i.hypothesis_id, i.metadata.get("hypothesis_id")) for i in self.issues)
+            hypothesis_id in (i.hypothesis_id, i.metadata.get("hypothesis_id"))
+            for i in self.issues if self.run_id in (i.source_run_id, *i.analyses))
 
-    def record(self, finding: Finding) -> str | None:
-        """Create the finding's issue, or merge it into the run's issue over the same traces;
-        return the issue id (None when the finding was already written)."""
-        if self.known(finding.key):
-            return None
+    def match(self, finding: Finding) -> _Known | None:
+        """The issue the finding describes: one with its signature key, else one over the same
+        traces (the largest overlap), of this run or any earlier one."""
         ids = set(finding.trace_ids)
+        if finding.signature_key:
+            same_key = [i for i in self.issues if finding.signature_key in i.signature_keys]
+            if same_key:
+                return max(same_key, key=lambda i: (i.status != "REJECTED",
+                                                    overlap(ids, set(i.trace_ids))[0]))
         matches = [(overlap(ids, set(i.trace_ids))[0], i) for i in self.issues
                    if same_traces(ids, set(i.trace_ids))]
-        if matches:
-            return self._merge(max(matches, key=lambda m: m[0])[1], finding)
-        return self._create(finding)
+        return max(matches, key=lambda m: m[0])[1] if matches else None
+
+    def record(self, finding: Finding) -> str | None:
+        """Create the finding's issue, or merge it into the issue describing it; return the
+        issue id (None when this run already wrote the finding)."""
+        if self.known(finding.key):
+            return None
+        into = self.match(finding)
+        if into is None:
+            return self._create(finding)
+        return self._merge(into, finding)
+
+    # ------------------------------------------------------------------ create
+
+    def _numbers(self, count: int, finding: Finding) -> dict[str, Any]:
+        numbers: dict[str, Any] = {"trace_count": count, "total_traces": self.total,
+                                   "share": round(count / max(self.total, 1), 6)}
+        for name in ("relative_risk", "p_value", "rate", "cohort_rate", "control_rate"):
+            value = finding.metrics.get(name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                numbers[name] = value
+        return numbers
+
+    def _entry(self, event: str, finding: Finding, count: int, **extra: Any) -> dict[str, Any]:
+        entry = {"at": now_ms(), "run_id": self.run_id, "key": finding.key, "event": event,
+                 "numbers": self._numbers(count, finding), **extra}
+        if finding.signature_key:
+            entry["signature_key"] = finding.signature_key
+        return entry
 
     def _create(self, finding: Finding) -> str:
         count = finding.trace_count
         severity = finding.severity or severity_for(count, self.total)
+        at = now_ms()
         metadata = {"key": finding.key, "source": finding.source, "metrics": finding.metrics,
                     "trace_count": count, "affected_traces": count,
-                    "base_description": finding.description}
+                    "base_description": finding.description,
+                    "analyses": [self.run_id], "first_seen": at, "last_seen": at,
+                    "history": [self._entry("seen", finding, count)]}
+        if finding.signature:
+            metadata["signature"] = finding.signature
+            metadata["signature_keys"] = [finding.signature_key]
         if finding.where:
             metadata["where"] = finding.where
         if finding.hypothesis_id:
@@ -271,19 +392,40 @@ class IssueWriter:
             self.client, self.run_id, self.experiment_id, finding.title, description, severity,
             finding.hypothesis_id, evidence, {e["trace_id"] for e in finding.cited}, metadata)
         self.issues.append(_Known(issue_id, finding.title, severity, finding.hypothesis_id,
-                                  metadata, [e["trace_id"] for e in evidence], description))
+                                  metadata, [e["trace_id"] for e in evidence], description,
+                                  self.run_id, "OPEN", at, at))
         self.say(f"issue from {finding.source}: [{severity}] {finding.title} "
                  f"({count} traces)", issue_id=issue_id)
         return issue_id
 
+    # ------------------------------------------------------------------ merge
+
     def _merge(self, into: _Known, finding: Finding) -> str:
         meta = into.metadata
+        earlier = self.run_id not in (into.source_run_id, *into.analyses)
+        # The same definition an earlier run recorded, seen again (not a second finding of
+        # this run that happens to share a plan: that one is merged as usual).
+        same_key = (bool(finding.signature_key) and finding.signature_key in into.signature_keys
+                    and finding.signature_key not in {
+                        h.get("signature_key") for h in into.history
+                        if h.get("run_id") == self.run_id})
+        if into.status in ("REJECTED", "RESOLVED"):
+            reopen = self._reopen(into, finding)
+            if reopen is None:
+                return self._seen_only(into, finding)
+        else:
+            reopen = None
         merged = list(meta.get("merged_findings") or [])
         mine = {"title": into.title, "key": meta.get("key"), "source": meta.get("source", "census")}
-        takes_over = finding.strength() > _strength(mine["source"], meta.get("metrics") or {})
+        takes_over = (not same_key and
+                      finding.strength() > _strength(mine["source"], meta.get("metrics") or {}))
         count = self._union_count(into, finding)
         change: dict[str, Any] = {"trace_count": count, "affected_traces": count}
-        if takes_over:
+        if same_key:              # the same definition seen again: its latest numbers
+            title, base, source = into.title, into.base_description, mine["source"]
+            if finding.signature_key == (meta.get("signature") or {}).get("key"):
+                change["metrics"] = finding.metrics
+        elif takes_over:
             merged.append(mine)
             title, base, source = finding.title, finding.description, finding.source
             change.update(key=finding.key, source=finding.source, metrics=finding.metrics,
@@ -293,9 +435,23 @@ class IssueWriter:
         else:
             merged.append(finding.ref())
             title, base, source = into.title, into.base_description, mine["source"]
-        change["merged_findings"] = merged
-        if meta.get("where") and finding.where:
-            change["where"] = f"({meta['where']}) OR ({finding.where})"
+        if merged:
+            change["merged_findings"] = merged
+        where = _or(meta.get("where"), finding.where)
+        if where:
+            change["where"] = where
+        change.update(self._seen_fields(into, finding, count))
+        signature = dict(finding.signature) if takes_over and finding.signature else \
+            dict(meta.get("signature") or {}) or (finding.signature and dict(finding.signature))
+        if signature:
+            signature["where"] = where or signature.get("where")
+            change["signature"] = signature
+        event = ("regressed" if reopen and into.status == "RESOLVED" else
+                 "reopened" if reopen else "seen" if same_key or earlier else "merged")
+        entry = self._entry(event, finding, count, **({"change": reopen} if reopen else {}))
+        change["history"] = into.history + [entry]
+        if event == "regressed":
+            change["regression"] = True
         severity = min(
             [into.severity, finding.severity or severity_for(count, self.total)]
             + ([severity_for(count, self.total)] if source == "hypothesis" else []),
@@ -306,13 +462,65 @@ class IssueWriter:
         updated = self.client.update_issue(
             self.run_id, into.issue_id, title=title if title != into.title else None,
             description=description, severity=severity, add_evidence=added or None,
-            metadata=change)
-        into.title, into.severity = updated.title, Severity(updated.severity).value
-        into.metadata, into.trace_ids = dict(updated.metadata or {}), list(updated.trace_ids)
-        into.description = updated.description
-        other = mine["title"] if takes_over else finding.title
-        self.say(f"issue merged: [{severity}] {title} (also seen as: {other}; {count} traces)",
-                 issue_id=into.issue_id)
+            status="OPEN" if reopen else None, metadata=change)
+        into.refresh(updated)
+        if event == "regressed":
+            self.say(f"regression: [{severity}] {title} was resolved and is back ({reopen}; "
+                     f"{count} traces)", issue_id=into.issue_id, event="regressed")
+        elif event == "reopened":
+            self.say(f"issue reopened: [{severity}] {title} was rejected; {reopen}",
+                     issue_id=into.issue_id, event="reopened")
+        elif same_key or earlier:
+            self.say(f"issue seen again: [{severity}] {title} ({count} traces, "
+                     f"{len(into.analyses)} analyses)", issue_id=into.issue_id, event="seen")
+        else:
+            other = mine["title"] if takes_over else finding.title
+            self.say(f"issue merged: [{severity}] {title} (also seen as: {other}; "
+                     f"{count} traces)", issue_id=into.issue_id)
+        return into.issue_id
+
+    def _seen_fields(self, into: _Known, finding: Finding, count: int) -> dict[str, Any]:
+        keys = list(dict.fromkeys([*(into.metadata.get("signature_keys") or []),
+                                   *into.signature_keys,
+                                   *([finding.signature_key] if finding.signature_key else [])]))
+        out: dict[str, Any] = {
+            "analyses": list(dict.fromkeys([*into.analyses, self.run_id])),
+            "first_seen": into.metadata.get("first_seen") or into.created_at,
+            "last_seen": now_ms(),
+            "latest": {"run_id": self.run_id, "key": finding.key, **self._numbers(count, finding)},
+        }
+        if keys:
+            out["signature_keys"] = keys
+        return out
+
+    def _reopen(self, into: _Known, finding: Finding) -> str | None:
+        """Why a RESOLVED or REJECTED issue is open again, or None when it stays closed.
+
+        RESOLVED: the finding holds traces newer than the issue's last change (the
+        resolution), counted by its predicate or, without one, traces the issue did not list.
+        REJECTED: its trace count changed by ``REOPEN_CHANGE`` or more."""
+        if into.status == "REJECTED":
+            old, new = into.trace_count, finding.trace_count
+            if old and abs(new - old) / old >= REOPEN_CHANGE or (not old and new):
+                return f"trace count changed from {old} to {new} since it was rejected"
+            return None
+        since = into.updated_at
+        if finding.where:
+            fresh = self.toolkit.count(f"({finding.where}) AND request_time_ms > {int(since)}")
+        else:
+            fresh = len(set(finding.trace_ids) - set(into.trace_ids))
+        return f"{fresh} new traces since it was resolved" if fresh else None
+
+    def _seen_only(self, into: _Known, finding: Finding) -> str:
+        """A closed issue seen again but staying closed: only the run and numbers noted."""
+        count = finding.trace_count
+        change = self._seen_fields(into, finding, count)
+        change["history"] = into.history + [
+            self._entry("seen", finding, count, status=into.status)]
+        updated = self.client.update_issue(self.run_id, into.issue_id, metadata=change)
+        into.refresh(updated)
+        self.say(f"{into.status.lower()} issue seen again, left {into.status}: {into.title} "
+                 f"({count} traces)", issue_id=into.issue_id, event="seen")
         return into.issue_id
 
     def _union_count(self, into: _Known, finding: Finding) -> int:
@@ -322,7 +530,7 @@ class IssueWriter:
         capped = into.trace_count > len(into.trace_ids) or finding.trace_count > len(finding.trace_ids)
         where = into.metadata.get("where")
         if capped and where and finding.where:
-            return self.toolkit.count(f"({where}) OR ({finding.where})")
+            return self.toolkit.count(_or(where, finding.where))
         return max(listed, into.trace_count, finding.trace_count)
 
 

@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 from agent.plans import EXPLORE_SQL
 from agent.toolkit import TraceToolkit
 from workflows.analyze_experiment.issues import (
-    IssueWriter, census_finding, hypothesis_finding,
+    IssueWriter, census_finding, hypothesis_finding, issue_of_run,
 )
 from workflows.analyze_experiment.people import (
     apply_edits, ask, create_person_hypothesis, needs_plan,
@@ -415,7 +415,7 @@ def review_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> di
     if _done(state, "review_issues"):
         return {}
     issues = [i for i in ctx.client.list_issues(state["experiment_id"])
-              if i.source_run_id == state["run_id"] and not (i.metadata or {}).get("review")]
+              if issue_of_run(i, state["run_id"]) and not (i.metadata or {}).get("review")]
     items = [{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
               "description": i.description, "trace_count": i.trace_count,
               "examples": [e.model_dump(include={"trace_id", "rationale"}) for e in i.evidence[:2]]}
@@ -477,7 +477,7 @@ def log_assessments(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
 
     for issue in ctx.client.list_issues(state["experiment_id"]):
         meta = issue.metadata or {}
-        if issue.source_run_id != state["run_id"] or meta.get("review") != "accepted":
+        if not issue_of_run(issue, state["run_id"]) or meta.get("review") != "accepted":
             continue
         if meta.get("assessments_logged"):
             continue
