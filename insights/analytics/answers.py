@@ -131,6 +131,6 @@ def register(con) -> str:
     try:
         con.create_function(UDF_NAME, is_empty_answer, ["VARCHAR"], "BOOLEAN",
                             null_handling="special", side_effects=False)
-    except duckdb.NotImplementedException:  # already registered on this connection
-        pass
+    except (duckdb.NotImplementedException, duckdb.CatalogException):
+        pass   # already registered on this connection (DuckDB raises either, by version)
     return UDF_NAME
