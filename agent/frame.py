@@ -28,6 +28,7 @@ from insights.analytics.errors import error_type_sql
 
 EMPTY_RESPONSES = ("", '""', "null", "{}", "[]", "''")
 GENERATION_TYPES = ("LLM", "CHAT_MODEL")
+SHORT_ANSWER_CHARS = 200   # answers this short may be a canned fallback repeated verbatim
 # A generation stopped by its token limit, as OpenAI / LangChain ("finish_reason": "length")
 # and Anthropic ("stop_reason": "max_tokens") record it in the span outputs.
 TRUNCATED_RE = '"(finish_reason|stop_reason)" *: *"(length|max_tokens)"'
@@ -40,6 +41,7 @@ TURN_SQL = ("(SELECT trace_id AS _tid, row_number() OVER (PARTITION BY session_i
 
 _TRACE_SQL = f"""
 SELECT trace_id, request_time_ms, execution_time_ms, state, request, response_empty, session_id,
+       CASE WHEN length(response) <= {{short}} THEN response END AS short_response,
        input_tokens, output_tokens, turn, session_traces,
        transform(filter(assessments, a -> {{failing}}), a -> a.name) AS failing,
        transform(assessments, a -> a.name) AS assessed,
@@ -133,6 +135,7 @@ class TraceFrame:
     output_tokens: np.ndarray | None = None
     spans: SpanRows | None = None
     scales: dict[str, AssessmentScale] | None = None   # each assessment name's own scale
+    short_response: list[str | None] | None = None     # the answer when it is short (else None)
 
     def __len__(self) -> int:
         return len(self.trace_id)
@@ -141,7 +144,8 @@ class TraceFrame:
     def load(cls, sql_fn: Callable[[str], Any], where: str = "TRUE") -> "TraceFrame":
         """``sql_fn(sql)`` returns an object with ``columns`` and ``rows`` (trace SQL)."""
         scales = read_scales(sql_fn(SCALES_SQL))
-        result = sql_fn(_TRACE_SQL.format(failing=failing_sql_by_name(scales, "a"), where=where))
+        result = sql_fn(_TRACE_SQL.format(failing=failing_sql_by_name(scales, "a"), where=where,
+                                          short=SHORT_ANSWER_CHARS))
         column = _columns(result)
         n = len(result.rows)
         frame = cls(
@@ -162,6 +166,7 @@ class TraceFrame:
             input_tokens=_floats(column("input_tokens")),
             output_tokens=_floats(column("output_tokens")),
             scales=scales,
+            short_response=column("short_response"),
         )
         frame.spans = _load_spans(sql_fn, where, frame)
         for i, name, kind in zip(frame.spans.trace, frame.spans.name, frame.spans.span_type):

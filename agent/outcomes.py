@@ -32,6 +32,7 @@ SLOW_SPREADS = 3.0            # ... and beyond this many robust deviations of it
 SLOW_SPAN_MIN_SHARE = 0.02
 EMPTY_SPAN_MAX_SHARE = 0.6    # a span that is usually empty returns nothing by design
 LOOP_MIN_CALLS = 3
+CANNED_MIN_TRACES, CANNED_MIN_SHARE, MAX_CANNED = 10, 0.03, 3
 LOOP_MAX_SHARE = 0.5
 MAX_SPAN_NAMES = 40
 
@@ -129,7 +130,47 @@ def _trace_outcomes(frame: TraceFrame) -> list[Outcome]:
     empty = frame.empty_response & ~frame.error   # a failed trace has no answer by definition
     out.append(Outcome("empty", "get an empty response", "empty responses", EMPTY_ANSWER_SQL,
                        empty, kind="empty", title="Answers come back empty"))
+    return out + _canned_answers(frame) + _token_outcomes(frame)
+
+
+def _canned_answers(frame: TraceFrame) -> list[Outcome]:
+    """One short answer repeated verbatim across many requests: a fallback, mined from the
+    data (no word list decides what a fallback says)."""
+    answers = frame.short_response or []
+    ok = ~frame.error & ~frame.empty_response   # empty answers are their own outcome
+    counts: dict[str, int] = {}
+    for text, good in zip(answers, ok):
+        if text and good:
+            counts[text] = counts.get(text, 0) + 1
+    floor = max(CANNED_MIN_TRACES, CANNED_MIN_SHARE * int(ok.sum()))
+    out = []
+    for text, n in sorted(counts.items(), key=lambda kv: -kv[1])[:MAX_CANNED]:
+        if n < floor:
+            break
+        mask = np.array([a == text for a in answers], dtype=bool) & ok
+        shown = text if len(text) <= 60 else text[:59] + "…"
+        out.append(Outcome(
+            f"canned:{text}", f"get the same canned answer {quote(shown)}",
+            "canned answers", f"state = 'OK' AND response = {quote(text)}", mask, kind="canned",
+            title=f"Requests get the same canned answer {quote(shown)}", detail={"answer": text}))
     return out
+
+
+def _token_outcomes(frame: TraceFrame) -> list[Outcome]:
+    """Unusually many output tokens: beyond the trace's usual band (``slow_limit``'s rule)."""
+    tokens = frame.output_tokens
+    if tokens is None:
+        return []
+    seen = ~np.isnan(tokens)
+    if seen.sum() < SPAN_MIN_CALLS:
+        return []
+    limit = int(slow_limit(tokens[seen]))
+    return [Outcome(
+        "tokens", f"use more than {limit} output tokens", "heavy token use",
+        f"output_tokens > {limit}", np.nan_to_num(tokens, nan=0) > limit,
+        scope_sql="output_tokens IS NOT NULL", scope=seen, kind="tokens",
+        title=f"Requests use unusually many output tokens (over {limit})",
+        detail={"threshold": limit})]
 
 
 def _assessment_outcomes(frame: TraceFrame) -> list[Outcome]:
