@@ -286,6 +286,38 @@ def serve(
               allowed_hosts=allowed_host or [])
 
 
+@app.command(epilog="[bold]Examples:[/bold]\n\n  insights-agent recheck --experiment-id 1\n\n"
+             "  insights-agent recheck --experiment-id 1 --since 2025-06-01T00:00:00Z --output json")
+def recheck(
+    experiment_id: Optional[str] = typer.Option(None, "--experiment-id", envvar="MLFLOW_EXPERIMENT_ID"),
+    since: Optional[str] = typer.Option(None, "--since", help="Epoch milliseconds or an ISO "
+                                        "date/time (default: each issue's last check, else "
+                                        "when an analysis last saw it)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI"),
+    output: Output = typer.Option(Output.table, "--output", "-o"),
+) -> None:
+    """Recheck the open issues on newer traces by their signatures (no model): still present,
+    worse, or not seen; each result is recorded in the issue's history."""
+    quick_fail_defaults()
+    try:
+        from insights import InsightsClient
+        from insights.cli import recheck_table
+        from insights.recheck import parse_since, recheck as run_recheck
+
+        since_ms = parse_since(since)
+        client = InsightsClient(tracking_uri)
+        try:
+            results = run_recheck(client, experiment_id, since_ms)
+        finally:
+            client.close()
+    except InsightsError as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    if output == Output.json:
+        sys.stdout.write(json.dumps({"results": results}, indent=2, default=str) + "\n")
+    else:
+        Console().print(recheck_table(results))
+
+
 def main() -> None:
     app()
 

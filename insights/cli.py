@@ -447,6 +447,51 @@ def cohort_stats(
     emit(output, stats, lambda: render.cohort_view(stats))
 
 
+@command("mlflow-insights recheck --experiment-id 1 --since 2025-06-01T00:00:00Z",
+         help_text="Recheck each OPEN issue's signature (the SQL predicate it was proven with) "
+         "on the traces since a time, without a model: 'still present' (with the count), "
+         "'worse' (rate >= 1.5x the issue's earlier rate), 'not seen', or 'no new traces'. "
+         "Each result is recorded in the issue's history and metadata.last_check.")
+def recheck(
+    experiment_id: Optional[str] = ExperimentOpt,
+    since: Optional[str] = typer.Option(
+        None, "--since", help="Epoch milliseconds or an ISO date/time (default: each issue's "
+        "last check, else when an analysis last saw it)."),
+    output: Output = OutputOpt,
+) -> None:
+    from insights.recheck import parse_since, recheck as run_recheck
+
+    since_ms = parse_since(since)
+    client = _client()
+    results = run_recheck(client, experiment_id, since_ms)
+    emit(output, {"results": results}, lambda: recheck_table(results))
+
+
+def recheck_table(results: list[dict[str, Any]]) -> Any:
+    """The recheck results as a rich table (shared with ``insights-agent recheck``)."""
+    import datetime as dt
+
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"Recheck: {len(results)} open issues with a signature")
+    for name in ("Issue", "Result", "Since", "Matching", "Rate", "Before"):
+        table.add_column(name, justify="right" if name in ("Matching", "Rate", "Before") else "left")
+    styles = {"worse": "bold red", "still present": "yellow", "not seen": "green"}
+
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    for r in results:
+        since = dt.datetime.fromtimestamp(r.get("since", 0) / 1000, dt.timezone.utc)
+        table.add_row(Text(str(r.get("title", ""))),
+                      Text(str(r.get("result")), style=styles.get(r.get("result"), "")),
+                      since.strftime("%Y-%m-%d %H:%M"),
+                      f"{r.get('count', '-')}/{r.get('traces', '-')}",
+                      pct(r.get("rate")), pct(r.get("rate_before")))
+    return table
+
+
 def _preview(client: InsightsClient, items: list, max_traces: int, output: Output) -> None:
     rationale: dict[str, str] = {}
     for item in items:
