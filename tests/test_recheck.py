@@ -135,3 +135,22 @@ def test_recheck_help_is_lazy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1], check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_recheck_rest_route(world) -> None:
+    from fastapi.testclient import TestClient
+
+    from insights.server import create_app
+    from insights.server.api import API_PREFIX
+
+    store, since = world
+    client, exp = store.client(), store.experiment_id
+    ids = _issues(client, exp, since)
+    http = TestClient(create_app(store.uri))
+    url = API_PREFIX + "issues/recheck"
+    got = http.post(url, json={"experiment_id": exp, "since": since, "issue_ids": [ids["errors"]]})
+    assert got.status_code == 200, got.text
+    [row] = got.json()["results"]
+    assert row["issue_id"] == ids["errors"] and row["result"] == "worse"
+    bad = http.post(url, json={"experiment_id": exp, "since": "soon"})
+    assert bad.status_code == 400, bad.text

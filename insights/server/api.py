@@ -295,6 +295,15 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
             description=body.description)
         return {"issue": service.issue_json(issue, _source_name(client, issue))}
 
+    @post("/issues/recheck", "Recheck open issues' signatures on newer traces, no model; "
+          "each result is recorded in the issue's history", "issues")
+    def recheck_issues(body: s.RecheckIssuesBody, request: Request) -> dict[str, Any]:
+        from insights.recheck import parse_since, recheck
+
+        results = recheck(client_for(request), body.experiment_id, parse_since(body.since),
+                          issue_ids=body.issue_ids)
+        return {"results": results}
+
     @post("/issues/add-evidence", "Cite more traces as evidence for an issue", "issues")
     def add_issue_evidence(body: s.AddEvidenceToIssueBody, request: Request) -> dict[str, Any]:
         client = client_for(request)

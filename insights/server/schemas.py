@@ -82,6 +82,13 @@ class ListIssuesBody(ExperimentBody):
     page_token: str | None = None
 
 
+class RecheckIssuesBody(ExperimentBody):
+    since: int | str | None = Field(
+        None, description="epoch ms or an ISO date/time (default: each issue's last check, "
+        "else when an analysis last saw it)")
+    issue_ids: list[Id] | None = Field(None, description="recheck only these issues")
+
+
 class PreviewHypothesesBody(RunBody, PageFields):
     hypothesis_id: Id | None = Field(None, description="only this hypothesis's traces")
 
