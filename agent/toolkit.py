@@ -36,9 +36,12 @@ class TraceToolkit:
         return self._frames[where]
 
     def frame_sql(self, query: str):
-        """Trace SQL for the analyst's own frame queries: every row, a generous time limit."""
-        return self.client.execute_sql(self.experiment_id, query, max_rows=None,
-                                       timeout=FRAME_SQL_TIMEOUT)
+        """Trace SQL for the analyst's own frame queries: every row as DuckDB returns it (no
+        per-value conversion), a generous time limit."""
+        from insights.analytics import execute_sql
+
+        session = self.client.analytics_session(self.experiment_id)
+        return execute_sql(session, query, None, timeout=FRAME_SQL_TIMEOUT, raw=True)
 
     def link(self, trace_ids: list[str]) -> None:
         if self.run_id and trace_ids:

@@ -94,13 +94,17 @@ class SqlResult:
 
 def execute_sql(session: AnalyticsSession, sql: str, max_rows: int | None = 10_000,
                 progress=None, *, timeout: float | None = None,
-                max_memory: str | None = None) -> SqlResult:
+                max_memory: str | None = None, raw: bool = False) -> SqlResult:
     """Run one read-only Spark SQL query over the session's `traces` table.
 
     ``timeout`` (seconds) and ``max_memory`` (e.g. "2GB") default to $INSIGHTS_SQL_TIMEOUT /
     $INSIGHTS_SQL_MEMORY, else 30 s and 1GB. Raises InvalidInputError for anything but a
     single SELECT/WITH over `traces`, for parse errors, unknown columns or functions and a
     query that exceeds a limit; TrackingServerError if the store is down.
+
+    ``raw`` (with ``max_rows=None``, for the analyst's own bulk queries): every row as DuckDB
+    returns it, without the JSON conversion and byte budget that guard results shown to
+    people and models.
     """
     timeout, max_memory = sql_limits(timeout, max_memory)
     tree = parse_query(sql)
@@ -111,7 +115,7 @@ def execute_sql(session: AnalyticsSession, sql: str, max_rows: int | None = 10_0
         prepare(session, level)
         con.execute(ddl)
         return run(con, duck_sql, max_rows, timeout=timeout, max_memory=max_memory,
-                   session_memory=session.memory)
+                   session_memory=session.memory, raw=raw and max_rows is None)
 
 
 def prepare(session: AnalyticsSession, level: str) -> None:
@@ -389,7 +393,7 @@ def sql_limits(timeout: float | None = None, max_memory: str | None = None) -> t
 
 def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
         params: dict | None = None, *, timeout: float | None = None, max_memory: str | None = None,
-        session_memory: str | None = None) -> SqlResult:
+        session_memory: str | None = None, raw: bool = False) -> SqlResult:
     """Execute (binding ``params``) under a time limit and a memory cap on a sandboxed
     connection; fetch a bounded result (at most ``max_rows`` rows and
     $INSIGHTS_SQL_MAX_RESULT_MB of values).
@@ -411,7 +415,7 @@ def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
     try:
         cur = con.execute(duck_sql, params) if params else con.execute(duck_sql)
         columns = [d[0] for d in cur.description]
-        rows, truncated = _fetch_bounded(cur, max_rows)
+        rows, truncated = (cur.fetchall(), False) if raw else _fetch_bounded(cur, max_rows)
     except duckdb.InterruptException as exc:
         raise InvalidInputError(
             f"query exceeded the {timeout:g} s time limit (raise with --timeout or "
