@@ -81,7 +81,7 @@ def build_demo_corpus(
     """
     plan = plan or FaultPlan()
     start_ns = _start_ns(start)
-    with _tracing_to(tracking_uri):
+    with tracing_to(tracking_uri):
         client = MlflowClient(tracking_uri)
         experiment_id = _experiment_id(client, experiment_name)
         with _seeded_trace_ids(client, experiment_id, seed):
@@ -203,7 +203,7 @@ def _start_ns(start: datetime | None) -> int:
 
 
 @contextmanager
-def _tracing_to(tracking_uri: str) -> Iterator[None]:
+def tracing_to(tracking_uri: str) -> Iterator[None]:
     """Point tracing at `tracking_uri` with fast export settings; restore everything after.
 
     `mlflow.set_tracking_uri` resets the tracer provider, so the export tuning takes effect

@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow import MlflowClient
 from mlflow.entities import LiveSpan, SpanType
 from mlflow.tracing.constant import SpanAttributeKey
 
@@ -335,17 +334,8 @@ def generate(tracking_uri: str, n_traces: int, seed: int,
     """Trace `n_traces` requests into `tracking_uri`; return what was planted and where."""
     started = time.monotonic()
     d = Design(seed)
-    rng = random.Random(f"{APP}:traffic:{seed}")
-    t0 = sim.start_ns()
-    requests = sim.plan_traffic(rng, n_traces, d.tag_values, d.confounder, d.window)
-    runs = sim.new_runs(requests, rng, t0)
-    with sim.tracing_to(tracking_uri):
-        client = MlflowClient(tracking_uri)
-        exp_id = sim.experiment_id(client, experiment_name)
-        app = DataAgent(d, exp_id)
-        sim.serve(runs, app.handle, f"{APP}-trace-ids:{seed}:{exp_id}")
-        sim.check_stored(client, exp_id, {r.trace_id for r in runs})
-        _assess(d, runs, random.Random(f"{APP}:assess:{seed}"))
+    runs, exp_id, t0 = sim.write_corpus(APP, d, DataAgent, _assess, tracking_uri, n_traces, seed,
+                                        experiment_name)
     return _truth(d, runs, exp_id, t0, n_traces, time.monotonic() - started)
 
 

@@ -7,7 +7,6 @@ ids, as the demo corpus does.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,17 +17,13 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource, Feedback
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from agent.demo_app.clock import NS_PER_S, SimClock
+from agent.demo_app.corpus import tracing_to  # noqa: F401 - the demo's fast export settings
 from agent.demo_app.spans import record_exception, sim_span  # noqa: F401 - re-exported
 
 HOURS = 72  # three simulated days
 FLUSH_EVERY = 100
-EXPORT_TUNING = {
-    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE": "500",
-    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS": "1",
-}
 
 WORDS = ["quartz", "kestrel", "juniper", "obsidian", "marlin", "saffron", "tundra", "heron",
          "cobalt", "lichen", "vesper", "basalt", "ember", "fennel", "glacier", "hazel", "indigo",
@@ -189,25 +184,6 @@ def plan_traffic(rng: random.Random, n_traces: int, tag_values: dict[str, list[s
 # --- MLflow plumbing -------------------------------------------------------------------------
 
 @contextmanager
-def tracing_to(tracking_uri: str) -> Iterator[None]:
-    """Point tracing at `tracking_uri` with fast export settings; restore everything after."""
-    previous_uri = tracking_utils._tracking_uri
-    previous_env = {key: os.environ.get(key) for key in EXPORT_TUNING}
-    os.environ.update(EXPORT_TUNING)
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.flush_trace_async_logging(terminate=False)
-        for key, value in previous_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        mlflow.set_tracking_uri(previous_uri)
-
-
-@contextmanager
 def seeded_trace_ids(seed_text: str) -> Iterator[None]:
     """OpenTelemetry draws trace ids from the global `random`: seed it, restore it after."""
     state = random.getstate()
@@ -266,3 +242,21 @@ def words(rng: random.Random, n: int) -> str:
              "higher", "lower", "growth", "paper", "method", "baseline", "evidence", "suggests",
              "significant", "improvement", "compared", "previous", "quarter", "study", "sources"]
     return " ".join(rng.choice(vocab) for _ in range(n))
+
+
+def write_corpus(app: str, design: Any, make_app, assess, tracking_uri: str, n_traces: int,
+                 seed: int, experiment_name: str) -> tuple[list, str, int]:
+    """Plan the traffic, serve every request through ``make_app(design, experiment_id)``,
+    check the traces were stored, log the assessments (``assess(design, runs, rng)``).
+    Returns the runs, the experiment id and the corpus start (ns)."""
+    rng = random.Random(f"{app}:traffic:{seed}")
+    t0 = start_ns()
+    requests = plan_traffic(rng, n_traces, design.tag_values, design.confounder, design.window)
+    runs = new_runs(requests, rng, t0)
+    with tracing_to(tracking_uri):
+        client = MlflowClient(tracking_uri)
+        exp_id = experiment_id(client, experiment_name)
+        serve(runs, make_app(design, exp_id).handle, f"{app}-trace-ids:{seed}:{exp_id}")
+        check_stored(client, exp_id, {r.trace_id for r in runs})
+        assess(design, runs, random.Random(f"{app}:assess:{seed}"))
+    return runs, exp_id, t0
