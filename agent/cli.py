@@ -211,13 +211,13 @@ def _choose_experiment(client, console, yes: bool) -> str:
 def _summary(client, state: dict[str, Any], analyst) -> dict[str, Any]:
     run_id = state.get("run_id")
     experiment_id = state.get("experiment_id")
-    issues = [i for i in client.list_issues(experiment_id) if i.source_run_id == run_id]
+    issues = [i for i in client.list_issues(experiment_id) if i.seen_by(run_id)]
     hypotheses = client.list_hypotheses(run_id) if run_id else []
     return {
         "run_id": run_id, "experiment_id": experiment_id, "phase": state.get("phase"),
         "report_path": state.get("report_path"),
         "issues": [{"issue_id": i.issue_id, "title": i.title, "severity": i.severity.value,
-                    "status": i.status.value, "trace_count": len(i.trace_ids)} for i in issues],
+                    "status": i.status.value, "trace_count": i.trace_count} for i in issues],
         "hypotheses": [{"hypothesis_id": h.hypothesis_id, "statement": h.statement,
                         "status": h.status.value, "supports": h.supports_count,
                         "refutes": h.refutes_count} for h in hypotheses],

@@ -37,7 +37,7 @@ def _facts(client, experiment_id: str, run_id: str) -> dict[str, Any]:
     sql = lambda q: client.execute_sql(experiment_id, q)  # noqa: E731
     analysis = client.get_analysis(run_id)
     hypotheses = client.list_hypotheses(run_id)
-    issues = sorted((i for i in client.list_issues(experiment_id) if i.source_run_id == run_id),
+    issues = sorted((i for i in client.list_issues(experiment_id) if i.seen_by(run_id)),
                     key=lambda i: -i.trace_count)   # most affected traces first, true counts
     row = sql("SELECT count(*), sum(CASE WHEN state = 'OK' THEN 1 ELSE 0 END), "
               "avg(CASE WHEN state = 'OK' THEN execution_time_ms END), "

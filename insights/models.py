@@ -212,6 +212,11 @@ class Issue(_Entity):
             return count
         return len(self.trace_ids)
 
+    def seen_by(self, run_id: str | None) -> bool:
+        """The analysis run created this issue or found it again (``metadata["analyses"]``)."""
+        return bool(run_id) and (self.source_run_id == run_id
+                                 or run_id in ((self.metadata or {}).get("analyses") or []))
+
 
 def _unique_trace_ids(evidence: list[EvidenceEntry]) -> list[str]:
     return list(dict.fromkeys(e.trace_id for e in evidence))

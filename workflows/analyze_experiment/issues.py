@@ -295,7 +295,7 @@ class _Known:
 
 def issue_of_run(issue: Issue, run_id: str) -> bool:
     """The run created the issue or saw it again (``metadata["analyses"]``)."""
-    return issue.source_run_id == run_id or run_id in ((issue.metadata or {}).get("analyses") or [])
+    return issue.seen_by(run_id)
 
 
 def _or(a: str | None, b: str | None) -> str | None:
