@@ -34,7 +34,8 @@ SCREEN_MAX_P = 0.01   # lenient: every candidate must still pass the holdout tes
 SCREEN_MIN_RATIO = 2.0
 SCREEN_MIN_EVENTS = 5
 MAX_PER_OUTCOME = 3
-MAX_HYPOTHESES = 20
+MAX_HYPOTHESES = 24
+SAME_HITS = 0.9
 OVERLAP_FOR_EXCLUDE = 0.3
 NESTED_SHARE = 0.9           # a feature with this share of its traces inside another's is nested in it
 MAX_SEGMENT_CHECKS = 3
@@ -64,8 +65,28 @@ def screen(frame: TraceFrame, sql_fn: Callable[[str], Any] | None = None,
         chosen += _with_exclusions(_structural_first(found)[:MAX_PER_OUTCOME])
     chosen = _most_specific(chosen)
     chosen.sort(key=lambda c: c.p_value)
-    chosen = chosen[:MAX_HYPOTHESES]
+    chosen = _distinct(chosen)[:MAX_HYPOTHESES]
     return chosen + segment_checks(frame, chosen)
+
+
+def _distinct(cands: list[Candidate]) -> list[Candidate]:
+    """Strongest first, without candidates whose problem traces are (nearly) those of one
+    already kept: two names for one set of traces would take two testing slots and end as
+    one issue anyway. A candidate another one is tested against stays."""
+    needed = {(e, c.outcome.key) for c in cands for e in c.exclude + c.within}
+    kept: list[Candidate] = []
+    for c in cands:
+        hits = c.feature.mask & c.outcome.mask
+        if (c.feature.sql, c.outcome.key) not in needed and any(
+                _jaccard(hits, k.feature.mask & k.outcome.mask) >= SAME_HITS for k in kept):
+            continue
+        kept.append(c)
+    return kept
+
+
+def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return int((a & b).sum()) / union if union else 0.0
 
 
 def _most_specific(cands: list[Candidate]) -> list[Candidate]:
