@@ -299,8 +299,7 @@ def _with_exclusions(found: list[Candidate]) -> list[Candidate]:
             union = (hits | other).sum()
             if not union or (hits & other).sum() / union < OVERLAP_FOR_EXCLUDE:
                 continue
-            if _nested_in(cand, stronger):   # setting the broader aside would leave nothing
-                cand.within.append(stronger.feature.sql)
-            else:
-                cand.exclude.append(stronger.feature.sql)
+            into = cand.within if _nested_in(cand, stronger) else cand.exclude
+            if stronger.feature.sql not in cand.within + cand.exclude:
+                into.append(stronger.feature.sql)   # within: setting the broader aside leaves nothing
     return found
