@@ -104,6 +104,7 @@ def _span_label(span_type: str | None) -> str:
 
 def _span_failure_issues(census, toolkit) -> list[IssueDraft]:
     drafts = []
+    passed_up = _passed_up_failures(toolkit) if any(s.error_types for s in census.spans) else set()
     for span in census.spans:
         typed = "error_types" in span.model_fields_set
         if typed:
@@ -114,7 +115,7 @@ def _span_failure_issues(census, toolkit) -> list[IssueDraft]:
         clearing = [e for e in span.error_types
                     if e.count >= SPAN_MIN_FAILURES and e.count / max(span.count, 1)
                     >= SPAN_FAILURE_ISSUE]
-        own = [e for e in span.error_types if not _passed_up(toolkit, span.name, e.type)]
+        own = [e for e in span.error_types if (span.name, e.type) not in passed_up]
         if typed and span.error_types and not own:
             continue   # every failure of this span is a child's, passed up
         clearing = [e for e in clearing if e in own]
@@ -125,16 +126,17 @@ def _span_failure_issues(census, toolkit) -> list[IssueDraft]:
     return drafts
 
 
-def _passed_up(toolkit, name: str, etype: str) -> bool:
-    """Does this span fail with ``etype`` mostly because a child span failed with it first
-    (an agent re-raising its model's exception)? Then the child's issue tells it."""
-    from agent.frame import origin_failure_sql
-
-    own, every = toolkit.sql(
-        "SELECT count_if(" + origin_failure_sql("s", etype) + "), count(*) FROM traces "
-        f"LATERAL VIEW explode(spans) x AS s WHERE s.name = {quote(name)} AND "
-        f"s.status_code = 'ERROR' AND {error_type_sql('s')} = {quote(etype)}").rows[0]
-    return bool(every) and own < PASSED_UP_SHARE * every
+def _passed_up_failures(toolkit) -> set[tuple[str, str]]:
+    """(span name, error type) pairs a span fails with mostly because a child span failed with
+    the same type first (an agent re-raising its model's exception): the child's issue tells
+    it. One query for every failing span."""
+    s_type, k_type = error_type_sql("s"), error_type_sql("k")
+    rows = toolkit.sql(
+        f"SELECT s.name, {s_type} AS t, count_if(size(filter(spans, k -> k.parent_id = s.span_id "
+        f"AND k.status_code = 'ERROR' AND {k_type} = {s_type})) = 0) AS own, count(*) AS n "
+        "FROM traces LATERAL VIEW explode(spans) x AS s WHERE s.status_code = 'ERROR' "
+        "GROUP BY 1, 2").rows
+    return {(name, etype) for name, etype, own, n in rows if n and own < PASSED_UP_SHARE * n}
 
 
 def _outcomes(traces: int, failed: int) -> str:
