@@ -149,15 +149,20 @@ def _span_evidence(toolkit, name: str, cond: str) -> list[EvidenceDraft]:
         "SELECT trace_id, s.status_message, state FROM traces LATERAL VIEW explode(spans) x AS s "
         f"WHERE s.name = {quote(name)} AND s.status_code = 'ERROR'{cond} "
         f"{DENSEST_FIRST} LIMIT {EVIDENCE_PER_ISSUE * 3}").rows
+    return _one_per_trace(rows, lambda msg, state: f"{name} span failed: "
+                          f"{(msg or 'ERROR')[:160]} (trace ended {state})")
+
+
+def _one_per_trace(rows: list, rationale) -> list[EvidenceDraft]:
+    """Evidence from rows (trace_id, *facts): the first row of each trace, at most
+    EVIDENCE_PER_ISSUE, with ``rationale(*facts)``."""
     seen, evidence = set(), []
-    for tid, msg, state in rows:
-        if tid in seen:
+    for tid, *facts in rows:
+        if tid in seen or len(evidence) >= EVIDENCE_PER_ISSUE:
             continue
         seen.add(tid)
-        evidence.append(EvidenceDraft(
-            trace_id=tid, rationale=f"{name} span failed: {(msg or 'ERROR')[:160]} "
-                                    f"(trace ended {state})"))
-    return evidence[:EVIDENCE_PER_ISSUE]
+        evidence.append(EvidenceDraft(trace_id=tid, rationale=rationale(*facts)))
+    return evidence
 
 
 def _span_type_issue(span, e, toolkit) -> IssueDraft:
@@ -220,14 +225,8 @@ def _assessment_issues(census, toolkit) -> list[IssueDraft]:
             "SELECT trace_id, a.value, a.rationale FROM traces "
             f"LATERAL VIEW explode(assessments) y AS a WHERE {cond} "
             f"{DENSEST_FIRST} LIMIT {EVIDENCE_PER_ISSUE * 3}").rows
-        seen, evidence = set(), []
-        for tid, value, why in rows:
-            if tid in seen or len(evidence) >= EVIDENCE_PER_ISSUE:
-                continue
-            seen.add(tid)
-            text = (why or "").strip()[:RATIONALE_CHARS]
-            evidence.append(EvidenceDraft(
-                trace_id=tid, rationale=text or f"'{a.name}' assessed {value}"))
+        evidence = _one_per_trace(rows, lambda value, why, name=a.name: (
+            (why or "").strip()[:RATIONALE_CHARS] or f"'{name}' assessed {value}"))
         quoted = "; ".join(f"\"{r.rationale}\" ({r.count}x)" for r in a.failing_rationales[:3])
         rule = f" ({scale.rule})" if scale and scale.rule else ""
         drafts.append(IssueDraft(

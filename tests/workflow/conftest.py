@@ -256,3 +256,16 @@ def best_issue_for(issues, trace_set: set[str], min_hits: int = 5):
 
 def run_issues(client, experiment_id: str, run_id: str):
     return [i for i in client.list_issues(experiment_id) if i.source_run_id == run_id]
+
+
+def trace_ids_where(toolkit, where: str) -> list[str]:
+    """Trace ids matching a Trace SQL predicate, oldest first."""
+    return [r[0] for r in toolkit.sql(f"SELECT trace_id FROM traces WHERE {where} "
+                                      "ORDER BY request_time_ms").rows]
+
+
+def slowest_cut(toolkit, n: int) -> int:
+    """The execution time of the n-th slowest trace: ``>=`` it selects about n traces."""
+    rows = toolkit.sql("SELECT execution_time_ms FROM traces ORDER BY execution_time_ms DESC "
+                       f"LIMIT {n}").rows
+    return int(rows[-1][0])

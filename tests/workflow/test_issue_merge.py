@@ -14,6 +14,8 @@ from agent.plans import Plan
 from agent.report import write_report
 from agent.toolkit import TraceToolkit
 from tests.workflow.conftest import Store, offline_context, run_issues
+from tests.workflow.conftest import slowest_cut as _cut
+from tests.workflow.conftest import trace_ids_where as _ids
 from workflows.analyze_experiment import nodes
 from workflows.analyze_experiment.issues import (
     ALSO_SEEN, MERGE_CONTAINMENT, MERGE_JACCARD, IssueWriter, census_finding,
@@ -21,16 +23,6 @@ from workflows.analyze_experiment.issues import (
 )
 
 
-def _ids(toolkit: TraceToolkit, where: str) -> list[str]:
-    return [r[0] for r in toolkit.sql(f"SELECT trace_id FROM traces WHERE {where} "
-                                      "ORDER BY request_time_ms").rows]
-
-
-def _cut(toolkit: TraceToolkit, n: int) -> int:
-    """``execution_time_ms >= _cut(n)`` selects the n slowest traces (about)."""
-    rows = toolkit.sql("SELECT execution_time_ms FROM traces ORDER BY execution_time_ms DESC "
-                       f"LIMIT {n}").rows
-    return int(rows[-1][0])
 
 
 def _hypothesis(client, run_id: str, toolkit, cohort: str, label: str, title: str,

@@ -15,6 +15,8 @@ from agent.drafts import EvidenceDraft, IssueDraft
 from agent.plans import Plan
 from agent.toolkit import TraceToolkit
 from tests.workflow.conftest import Store, offline_context, run_issues
+from tests.workflow.conftest import slowest_cut as _threshold
+from tests.workflow.conftest import trace_ids_where as _ids
 from workflows.analyze_experiment import issues as issue_rules
 from workflows.analyze_experiment import nodes
 from workflows.analyze_experiment.issues import (
@@ -22,16 +24,6 @@ from workflows.analyze_experiment.issues import (
 )
 
 
-def _ids(toolkit: TraceToolkit, where: str) -> list[str]:
-    return [r[0] for r in toolkit.sql(f"SELECT trace_id FROM traces WHERE {where} "
-                                      "ORDER BY request_time_ms").rows]
-
-
-def _threshold(toolkit: TraceToolkit, n: int) -> int:
-    """The execution time of the n-th slowest trace: ``>=`` it selects about n traces."""
-    rows = toolkit.sql("SELECT execution_time_ms FROM traces ORDER BY execution_time_ms DESC "
-                       f"LIMIT {n}").rows
-    return int(rows[-1][0])
 
 
 def _validated(client, run_id: str, plan: Plan, supporting: list[str], refuting: list[str],
