@@ -318,6 +318,52 @@ def recheck(
         Console().print(recheck_table(results))
 
 
+@app.command(epilog="[bold]Examples:[/bold]\n\n"
+             "  insights-agent mcp --tracking-uri sqlite:///mlflow.db\n\n"
+             "  claude mcp add insights -- insights-agent mcp --tracking-uri sqlite:///mlflow.db\n\n"
+             "  insights-agent mcp --tracking-uri sqlite:///mlflow.db --http 8765")
+def mcp(
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI"),
+    http: Optional[int] = typer.Option(None, "--http", min=1, max=65535, metavar="PORT",
+                                       help="Serve streamable HTTP on 127.0.0.1:PORT/mcp "
+                                       "instead of stdio."),
+) -> None:
+    """Serve the Insights tools (analyses, hypotheses, issues, census, trace SQL, recheck) to a
+    coding agent over MCP: stdio by default. The default experiment is MLFLOW_EXPERIMENT_ID."""
+    quick_fail_defaults()
+    from agent.mcp_server import serve as serve_mcp
+
+    if http:
+        typer.echo(f"Insights MCP server: http://127.0.0.1:{http}/mcp", err=True)
+    serve_mcp(tracking_uri, http)
+
+
+@app.command(epilog="[bold]Examples:[/bold]\n\n  insights-agent skill\n\n"
+             "  insights-agent skill --install-dir ~/.claude/skills/insights-investigation "
+             "--output json")
+def skill(
+    install_dir: Optional[Path] = typer.Option(
+        None, "--install-dir", help="Folder to write SKILL.md into (default: "
+        ".claude/skills/insights-investigation under the current folder)."),
+    force: bool = typer.Option(False, "--force", help="Replace a different SKILL.md there."),
+    output: Output = typer.Option(Output.table, "--output", "-o"),
+) -> None:
+    """Install the investigation playbook as a coding-agent skill (SKILL.md) that uses the
+    Insights MCP tools or the mlflow-insights CLI."""
+    from agent.skill import SkillExistsError, install_skill
+
+    try:
+        path, changed = install_skill(install_dir, force=force)
+    except SkillExistsError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write the skill: {exc}", 1)
+    if output == Output.json:
+        sys.stdout.write(json.dumps({"path": str(path), "written": changed}) + "\n")
+    else:
+        typer.echo(f"{'Wrote' if changed else 'Already up to date:'} {path}")
+
+
 def main() -> None:
     app()
 
