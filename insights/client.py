@@ -289,8 +289,13 @@ class InsightsClient:
         add_assessments: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
         experiment_id: str | None = None,
+        changed_by: str | None = None,
     ) -> Issue:
-        """Change an issue in the parent run. ``insights_run_id`` (or the experiment) locates it."""
+        """Change an issue in the parent run. ``insights_run_id`` (or the experiment) locates it.
+
+        A status or severity that changes is noted in ``metadata["history"]`` ({at, run_id,
+        event: "status"/"severity", from, to, by?}), unless the caller writes the history itself
+        (``metadata`` holds "history": the workflow's own event, e.g. "reopened", says it)."""
         issue_id = check_id(issue_id, "issue id")
         changes = _present(resolution=resolution, title=title, description=description)
         check_text(**changes)
@@ -306,6 +311,19 @@ class InsightsClient:
             experiment_id = runs.get_analysis_run(self._client, link_run).info.experiment_id
         parent_id, current, doc = self._locate_issue(issue_id, experiment_id)
         entries += _trace_only_entries(traces, current.trace_ids + [e.trace_id for e in entries])
+        if metadata is None or isinstance(metadata, dict) and "history" not in metadata:
+            noted = [{"at": now_ms(), "run_id": link_run, "event": field, "from": old, "to": new,
+                      **({"by": str(changed_by)} if changed_by else {})}
+                     for field, old, new in (
+                         ("status", getattr(current.status, "value", current.status),
+                          changes.get("status")),
+                         ("severity", getattr(current.severity, "value", current.severity),
+                          changes.get("severity")))
+                     if new is not None and new != old]
+            if noted:
+                history = [h for h in (current.metadata or {}).get("history") or []
+                           if isinstance(h, dict)]
+                metadata = {**(metadata or {}), "history": history + noted}
         change = _change(changes, entries, metadata=metadata)
         if entries:
             self.check_traces_exist(experiment_id or self._run_experiment(parent_id),
@@ -647,6 +665,16 @@ class InsightsClient:
                 self._client.update_run(run_id, status="RUNNING")
             else:
                 self._client.set_terminated(run_id, status="FINISHED")
+
+    def publish_issues(self, experiment_id: str | None = None,
+                       issue_ids: Sequence[str] | None = None,
+                       link_traces: int = 50) -> list[dict[str, Any]]:
+        """Write the experiment's issues into MLflow's own Issues (``insights.publish``), so
+        MLflow's UI shows them; publishing again updates instead of duplicating."""
+        from insights.publish import publish_issues
+
+        return publish_issues(self, experiment_id,
+                              None if issue_ids is None else list(issue_ids), link_traces)
 
 
 # ---------------------------------------------------------------------- module helpers

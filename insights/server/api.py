@@ -40,6 +40,7 @@ from insights.server import export, guard, schemas as s, service
 API_PREFIX = "/api/3.0/mlflow/traces/insights/agentic/"
 UI_PREFIX = "/insights"
 STATIC_DIR = Path(__file__).parent / "static"
+UI_ACTOR = "insights-ui"  # "by" in the history entries of changes made through this API
 UI_URL_ENV = "MLFLOW_INSIGHTS_UI_URL"  # base URL of the MLflow UI, for links to traces
 _log = logging.getLogger(__name__)
 
@@ -152,10 +153,14 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
 
     # -------------------------------------------------------------- analyses
 
-    @post("/analyses/list", "List the analyses of an experiment, newest first", "analyses")
-    def list_analyses(body: s.ExperimentBody, request: Request) -> dict[str, Any]:
-        analyses = service.list_analyses(client_for(request), body.experiment_id)
-        return {"analyses": list(analyses), "warnings": analyses.warnings}
+    @post("/analyses/list", "List the analyses of an experiment, newest first (paged with "
+          "max_results / page_token)", "analyses")
+    def list_analyses(body: s.ListAnalysesBody, request: Request) -> dict[str, Any]:
+        analyses = service.list_analyses(client_for(request), body.experiment_id,
+                                         body.page_token, body.max_results)
+        return {"analyses": list(analyses), "warnings": analyses.warnings,
+                "total_count": analyses.total_count,
+                "next_page_token": analyses.next_page_token}
 
     @post("/analyses/get", "One analysis with its hypothesis counts", "analyses")
     def get_analysis(body: s.RunBody, request: Request) -> dict[str, Any]:
@@ -181,11 +186,14 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
 
     # -------------------------------------------------------------- hypotheses
 
-    @post("/hypotheses/list", "The hypotheses of an analysis run, oldest first", "hypotheses")
-    def list_hypotheses(body: s.RunBody, request: Request) -> dict[str, Any]:
+    @post("/hypotheses/list", "The hypotheses of an analysis run, oldest first (paged with "
+          "max_results / page_token)", "hypotheses")
+    def list_hypotheses(body: s.ListHypothesesBody, request: Request) -> dict[str, Any]:
         hyps = client_for(request).list_hypotheses(body.insights_run_id)
-        return {"hypotheses": [service.hypothesis_json(h) for h in hyps],
-                "warnings": hyps.warnings}
+        chunk, next_token, _ = service.page(list(hyps), body.page_token, None, body.max_results)
+        return {"hypotheses": [service.hypothesis_json(h) for h in chunk],
+                "warnings": hyps.warnings, "total_count": len(hyps),
+                "next_page_token": next_token}
 
     @post("/hypotheses/get", "One hypothesis", "hypotheses")
     def get_hypothesis(body: s.HypothesisBody, request: Request) -> dict[str, Any]:
@@ -292,7 +300,24 @@ def build_router(client_for: ClientFor, ui_url_for: UiUrlFor) -> APIRouter:
         issue = client.update_issue(
             issue_id=body.issue_id, experiment_id=body.experiment_id, status=body.status,
             severity=body.severity, resolution=body.resolution, title=body.title,
-            description=body.description)
+            description=body.description, changed_by=UI_ACTOR)
+        return {"issue": service.issue_json(issue, _source_name(client, issue))}
+
+    @post("/issues/bulk-update", "Set status and/or severity on several issues; every id is "
+          "checked first (an unknown one: 404, nothing written)", "issues")
+    def bulk_update_issues(body: s.BulkUpdateIssuesBody, request: Request) -> dict[str, Any]:
+        results = service.bulk_update_issues(client_for(request), body.experiment_id,
+                                             body.issue_ids, body.status, body.severity,
+                                             by=UI_ACTOR)
+        return {"results": results, "updated_count": sum(r["changed"] for r in results),
+                "failed_count": sum(not r["ok"] for r in results)}
+
+    @post("/issues/review", "Accept (keep, marked reviewed; a REJECTED issue reopens) or reject "
+          "(status REJECTED) an issue in one step", "issues")
+    def review_issue(body: s.ReviewIssueBody, request: Request) -> dict[str, Any]:
+        client = client_for(request)
+        issue = service.review_issue(client, body.issue_id, body.experiment_id, body.decision,
+                                     body.reason, by=UI_ACTOR)
         return {"issue": service.issue_json(issue, _source_name(client, issue))}
 
     @post("/issues/recheck", "Recheck open issues' signatures on newer traces, no model; "

@@ -69,6 +69,34 @@ class PageFields(Body):
     offset: Annotated[int, Field(ge=0)] | None = Field(None, description="alternative to page_token")
 
 
+class ListPage(Body):
+    max_results: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        None, description="page size (default: everything, in one answer)")
+    page_token: str | None = Field(None, description="next_page_token from the previous page")
+
+
+class ListAnalysesBody(ExperimentBody, ListPage):
+    pass
+
+
+class ListHypothesesBody(RunBody, ListPage):
+    pass
+
+
+class BulkUpdateIssuesBody(ExperimentBody):
+    issue_ids: Annotated[list[Id], Field(min_length=1, max_length=1000)]
+    status: IssueStatusIn | None = None
+    severity: SeverityIn | None = None
+
+
+class ReviewIssueBody(IssueBody):
+    decision: Annotated[Literal["accept", "reject"], BeforeValidator(
+        lambda v: v.strip().lower() if isinstance(v, str) else v)] = Field(
+        description="accept: the issue stays (a REJECTED one is OPEN again) and is marked "
+        "reviewed; reject: status REJECTED")
+    reason: Text | None = None
+
+
 class ListIssuesBody(ExperimentBody):
     sort_by: Literal["trace_count", "severity", "created_at", "updated_at", "status", "title"] = \
         "trace_count"

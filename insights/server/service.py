@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from insights.artifacts import store_errors
 from insights.client import InsightsClient, Listing
-from insights.errors import InvalidInputError, NotFoundError
+from insights.errors import InsightsError, InvalidInputError, NotFoundError
 from insights.models import (
     SEVERITY_RANK,
     Analysis,
@@ -68,18 +68,27 @@ def analysis_json(a: Analysis, hypotheses: list[Hypothesis] | None) -> dict[str,
 # ---------------------------------------------------------------------- analyses
 
 
-def list_analyses(client: InsightsClient, experiment_id: str) -> Listing:
-    """Every analysis with its hypothesis counts (one folder read per analysis, in parallel).
+def list_analyses(client: InsightsClient, experiment_id: str, page_token: str | None = None,
+                  max_results: int | None = None) -> Listing:
+    """Every analysis (or one page of them) with its hypothesis counts (one folder read per
+    analysis, in parallel). The Listing also carries ``total_count`` and ``next_page_token``.
 
     ``warnings`` names every entity file read along the way that could not be read.
     """
-    analyses = client.list_analyses(experiment_id)
+    everything = client.list_analyses(experiment_id)
+    chunk, next_token, _ = page(list(everything), page_token, None, max_results)
+    analyses = Listing(chunk, everything.warnings)
+    analyses.total_count, analyses.next_page_token = len(everything), next_token
     if not analyses:
-        return Listing([], analyses.warnings)
+        out = Listing([], analyses.warnings)
+        out.total_count, out.next_page_token = len(everything), next_token
+        return out
     with ThreadPoolExecutor(min(_COUNT_WORKERS, len(analyses))) as pool:
         hyps = list(pool.map(lambda a: _hypotheses_or_none(client, a.run_id), analyses))
     problems = analyses.warnings + [w for h in hyps for w in getattr(h, "warnings", [])]
-    return Listing([analysis_json(a, h) for a, h in zip(analyses, hyps)], problems)
+    out = Listing([analysis_json(a, h) for a, h in zip(analyses, hyps)], problems)
+    out.total_count, out.next_page_token = len(everything), next_token
+    return out
 
 
 def _hypotheses_or_none(client: InsightsClient, run_id: str) -> list[Hypothesis] | None:
@@ -91,7 +100,29 @@ def _hypotheses_or_none(client: InsightsClient, run_id: str) -> list[Hypothesis]
 
 def get_analysis(client: InsightsClient, run_id: str) -> dict[str, Any]:
     analysis = client.get_analysis(run_id)
-    return analysis_json(analysis, client.list_hypotheses(run_id))
+    out = analysis_json(analysis, client.list_hypotheses(run_id))
+    out["traces_examined"] = traces_examined(client, analysis)
+    return out
+
+
+_EXAMINED: dict[tuple[str, str], int] = {}  # (store, run id) -> the census's total, once found
+
+
+def traces_examined(client: InsightsClient, analysis: Analysis) -> int | None:
+    """How many traces the analysis examined: ``metadata["traces_examined"]`` if it says, else
+    the total of its baseline census (read once per run and remembered); None before either."""
+    meta = analysis.metadata or {}
+    for key in ("traces_examined", "total_traces"):
+        value = meta.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    key = (str(client.tracking_uri), analysis.run_id)
+    if key not in _EXAMINED:
+        try:
+            _EXAMINED[key] = int(client.get_baseline_census(analysis.run_id).total_traces)
+        except InsightsError:   # no census yet (or unreadable): nothing to say
+            return None
+    return _EXAMINED[key]
 
 
 def run_names(client: InsightsClient, experiment_id: str | None) -> dict[str, str]:
@@ -129,6 +160,73 @@ def sort_and_filter_issues(issues: list[Issue], body) -> list[Issue]:
     indexed.sort(key=lambda p: p[0])
     indexed.sort(key=lambda p: key(p[1]), reverse=(order == "desc"))
     return [i for _, i in indexed]
+
+
+def bulk_update_issues(client: InsightsClient, experiment_id: str, issue_ids: list[str],
+                       status: IssueStatus | None, severity: Severity | None,
+                       by: str | None = None) -> list[dict[str, Any]]:
+    """Set status and/or severity on several issues. Every id is checked before anything is
+    written (an unknown one: NotFoundError, nothing changed); an issue already so is left alone.
+    One result per distinct id, in the order given."""
+    if status is None and severity is None:
+        raise InvalidInputError("Nothing to change: pass status and/or severity")
+    ids = list(dict.fromkeys(issue_ids))
+    known = {i.issue_id: i for i in client.list_issues(experiment_id)}
+    missing = [i for i in ids if i not in known]
+    if missing:
+        shown = ", ".join(repr(m[:40]) for m in missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise NotFoundError(f"{len(missing)} issue id(s) not found in experiment "
+                            f"'{experiment_id}': {shown}; nothing was changed")
+    results = []
+    for iid in ids:
+        cur = known[iid]
+        new_status = status if status is not None and status != cur.status else None
+        new_severity = severity if severity is not None and severity != cur.severity else None
+        row: dict[str, Any] = {"issue_id": iid, "ok": True, "changed": bool(new_status or new_severity)}
+        if row["changed"]:
+            try:
+                cur = client.update_issue(issue_id=iid, experiment_id=experiment_id,
+                                          status=new_status, severity=new_severity, changed_by=by)
+            except InsightsError as exc:  # a store failure midway: say which ones landed
+                row.update(ok=False, changed=False, error_code=exc.error_code, message=str(exc))
+        row.update(status=_value(cur.status), severity=_value(cur.severity))
+        results.append(row)
+    return results
+
+
+def review_issue(client: InsightsClient, issue_id: str, experiment_id: str | None, decision: str,
+                 reason: str | None, by: str | None = None) -> Issue:
+    """Accept or reject an issue in one step.
+
+    The PRD's statuses are OPEN / IN_PROGRESS / RESOLVED / REJECTED, with no "accepted": accept
+    keeps the issue's status (a REJECTED issue is OPEN again) and marks it reviewed,
+    ``metadata.review = "accepted"``, as the analysis workflow's review step does (so rechecks
+    of OPEN issues go on); reject sets REJECTED and ``metadata.review = "rejected"``. Either is
+    one ``accepted`` / ``rejected`` entry in the issue's history (with the status change)."""
+    from insights.models import now_ms
+
+    issue = client.get_issue(issue_id, experiment_id)
+    before = _value(issue.status)
+    if decision == "reject":
+        after = IssueStatus.REJECTED.value
+    else:
+        after = IssueStatus.OPEN.value if before == IssueStatus.REJECTED.value else before
+    entry: dict[str, Any] = {"at": now_ms(), "run_id": None, "event": f"{decision}ed",
+                             "from": before, "to": after}
+    if by:
+        entry["by"] = by
+    if reason:
+        entry["reason"] = reason
+    history = [h for h in (issue.metadata or {}).get("history") or [] if isinstance(h, dict)]
+    return client.update_issue(
+        issue_id=issue.issue_id, experiment_id=experiment_id,
+        status=after if after != before else None,
+        metadata={"review": f"{decision}ed", "reviewed_at": entry["at"],
+                  **({"reviewed_by": by} if by else {}), "history": history + [entry]})
+
+
+def _value(x: Any) -> Any:
+    return getattr(x, "value", x)
 
 
 def page(items: list[Any], page_token: str | None, offset: int | None, size: int | None
