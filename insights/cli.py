@@ -492,6 +492,40 @@ def recheck_table(results: list[dict[str, Any]]) -> Any:
     return table
 
 
+@command("mlflow-insights publish-issues --experiment-id 1 --link-traces 20 --output json",
+         help_text="Write the experiment's issues into MLflow's own Issues (the MLflow UI's "
+         "Issues tab): create each one, or update it when published before (never a twin), and "
+         "link up to --link-traces of its traces. Without --issue-id, REJECTED issues are "
+         "published only when MLflow already shows them.")
+def publish_issues(
+    experiment_id: Optional[str] = ExperimentOpt,
+    issue_id: Optional[list[str]] = typer.Option(
+        None, "--issue-id", help="Publish only this issue, repeatable (default: all)."),
+    link_traces: int = typer.Option(
+        50, "--link-traces", help="Link at most this many traces per issue."),
+    output: Output = OutputOpt,
+) -> None:
+    results = _client().publish_issues(experiment_id, issue_id or None, link_traces)
+    emit(output, {"results": results}, lambda: publish_table(results))
+
+
+def publish_table(results: list[dict[str, Any]]) -> Any:
+    """The publish results as a rich table: what happened to each native issue."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"Published {len(results)} issues to MLflow")
+    for name in ("Issue", "MLflow issue", "Action", "Status", "Linked traces"):
+        table.add_column(name, justify="right" if name == "Linked traces" else "left")
+    styles = {"created": "green", "updated": "yellow", "unchanged": "dim"}
+    for r in results:
+        table.add_row(Text(str(r.get("title", ""))), Text(str(r.get("mlflow_issue_id", ""))),
+                      Text(str(r.get("action")), style=styles.get(r.get("action"), "")),
+                      Text(str(r.get("status", ""))),
+                      f"{r.get('linked_traces', 0)} of {r.get('trace_count', 0)}")
+    return table
+
+
 def _preview(client: InsightsClient, items: list, max_traces: int, output: Output) -> None:
     rationale: dict[str, str] = {}
     for item in items:

@@ -14,14 +14,21 @@ The private dependencies:
 - MLflow's SQLite tables and columns (``SQLITE_TABLES``), read directly by
   ``insights.analytics.sqlite_source`` because ``search_traces`` is two orders of magnitude
   slower for a whole experiment.
+- The tracking store's native issue methods ``create_issue``, ``get_issue``, ``update_issue``
+  and ``search_issues`` (parameters in ``NATIVE_ISSUE_METHODS``), reached through the same
+  ``_tracing_client.store``: MLflow 3.17 has no public client method for its Issues, which
+  ``insights.publish`` writes ours into.
+- ``MlflowClient()._tracing_client.log_assessment``: links a trace to a native issue with an
+  ``IssueReference`` on a given tracking URI (``mlflow.log_issue`` only uses the global one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from typing import Any
+from typing import Any, Iterator
 
-from insights.errors import TrackingServerError
+from insights.errors import InsightsError, TrackingServerError
 
 # table -> columns insights.analytics.sqlite_source reads
 SQLITE_TABLES: dict[str, tuple[str, ...]] = {
@@ -33,6 +40,17 @@ SQLITE_TABLES: dict[str, tuple[str, ...]] = {
     "assessments": ("trace_id", "assessment_id", "name", "value", "source_type", "rationale",
                     "last_updated_timestamp", "valid"),
 }
+# native issue store method -> the parameters insights.publish passes to it
+NATIVE_ISSUE_METHODS: dict[str, tuple[str, ...]] = {
+    "create_issue": ("experiment_id", "name", "description", "status", "severity",
+                     "root_causes", "source_run_id", "categories", "created_by"),
+    "get_issue": ("issue_id",),
+    "update_issue": ("issue_id", "status", "name", "description", "severity"),
+    "search_issues": ("experiment_id", "max_results", "page_token", "include_trace_count"),
+}
+# MLflow error codes meaning "this backend does not serve issues" (a store without them, or a
+# server too old to have the REST endpoints)
+_NO_ISSUES_ERROR_CODES = frozenset({"NOT_IMPLEMENTED", "ENDPOINT_NOT_FOUND"})
 # trace_info columns of newer MLflow versions: read when present, NULL otherwise
 SQLITE_OPTIONAL_TRACE_INFO_COLUMNS: tuple[str, ...] = (
     "trace_name", "session_id", "input_tokens", "output_tokens", "total_tokens", "total_cost")
@@ -88,3 +106,88 @@ def check_sqlite_store(conn: sqlite3.Connection, path: str) -> None:
 def trace_info_columns(conn: sqlite3.Connection) -> set[str]:
     """The trace_info columns present in this store (optional ones vary by MLflow version)."""
     return {r[1] for r in conn.execute("PRAGMA table_info(trace_info)")}
+
+
+# ---------------------------------------------------------------------- native issues
+
+
+class NoNativeIssuesError(InsightsError):
+    """The tracking backend cannot store MLflow's native issues (a file store, an old server).
+
+    Exit code 2: the caller pointed at a backend that cannot do what was asked; retrying the
+    same backend never helps, unlike a ``TrackingServerError``.
+    """
+
+    error_code = "NOT_IMPLEMENTED"
+
+
+def _no_issues(detail: str) -> NoNativeIssuesError:
+    return NoNativeIssuesError(f"this tracking backend has no native issue support ({detail})")
+
+
+@contextlib.contextmanager
+def _issue_support(store: Any, method: str) -> Iterator[None]:
+    """Turn every way a backend says "no issues here" into one ``NoNativeIssuesError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except NotImplementedError:
+        raise _no_issues(f"{type(store).__name__}.{method} is not implemented") from None
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") in _NO_ISSUES_ERROR_CODES:
+            raise _no_issues(f"{type(store).__name__}.{method}: {exc.error_code}") from None
+        raise
+
+
+def native_issue_store(client: Any) -> Any:
+    """The store behind an ``MlflowClient`` that holds native issues; ``NoNativeIssuesError``
+    when it has none of the methods ``NATIVE_ISSUE_METHODS`` names."""
+    store = tracing_store(client)
+    missing = [m for m in NATIVE_ISSUE_METHODS if not callable(getattr(store, m, None))]
+    if missing:
+        raise _no_issues(f"{type(store).__name__} lacks {', '.join(missing)}")
+    return store
+
+
+def create_native_issue(store: Any, **fields: Any) -> Any:
+    """``store.create_issue(**fields)`` (fields: ``NATIVE_ISSUE_METHODS["create_issue"]``)."""
+    with _issue_support(store, "create_issue"):
+        return store.create_issue(**fields)
+
+
+def get_native_issue(store: Any, issue_id: str) -> Any:
+    with _issue_support(store, "get_issue"):
+        return store.get_issue(issue_id=issue_id)
+
+
+def update_native_issue(store: Any, issue_id: str, **changes: Any) -> Any:
+    """``store.update_issue``: only status, name, description and severity can change."""
+    with _issue_support(store, "update_issue"):
+        return store.update_issue(issue_id=issue_id, **changes)
+
+
+def search_native_issues(store: Any, experiment_id: str, include_trace_count: bool = False,
+                         page_size: int = 1000) -> list[Any]:
+    """Every native issue of the experiment, all pages."""
+    issues: list[Any] = []
+    token = None
+    while True:
+        with _issue_support(store, "search_issues"):
+            page = store.search_issues(experiment_id=experiment_id, max_results=page_size,
+                                       page_token=token, include_trace_count=include_trace_count)
+        issues.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return issues
+
+
+def log_trace_assessment(client: Any, trace_id: str, assessment: Any) -> Any:
+    """Log an assessment (e.g. an ``IssueReference``) on a trace of this client's store."""
+    try:
+        tracing_client = client._tracing_client
+    except AttributeError as exc:
+        raise MlflowCompatError(
+            "MlflowClient()._tracing_client no longer exists in this MLflow version: "
+            "update insights/compat.py log_trace_assessment()") from exc
+    return tracing_client.log_assessment(trace_id, assessment)

@@ -66,3 +66,46 @@ def test_a_store_missing_a_column_is_named(tmp_path: Path):
     message = str(err.value)
     assert "trace_info lacks column(s) timestamp_ms" in message
     assert "table spans is missing" in message and "insights/compat.py" in message
+
+
+def test_tracking_store_has_the_native_issue_methods_publish_uses(tracking_uri):
+    import inspect
+
+    from mlflow.entities import IssueSeverity, IssueStatus
+
+    from insights.publish import SEVERITY_MAP, STATUS_MAP
+
+    store = compat.native_issue_store(mlflow.MlflowClient(tracking_uri))
+    for method, params in compat.NATIVE_ISSUE_METHODS.items():
+        have = set(inspect.signature(getattr(store, method)).parameters)
+        missing = [p for p in params if p not in have]
+        assert not missing, (
+            f"{type(store).__name__}.{method} no longer takes {missing}: update insights/compat.py "
+            "NATIVE_ISSUE_METHODS and insights/publish.py")
+    statuses = {s.value for s in IssueStatus}
+    severities = {s.value for s in IssueSeverity}
+    assert set(STATUS_MAP.values()) <= statuses, (
+        f"MLflow's IssueStatus is now {sorted(statuses)}: update insights/publish.py STATUS_MAP")
+    assert set(SEVERITY_MAP.values()) <= severities, (
+        f"MLflow's IssueSeverity is now {sorted(severities)}: update insights/publish.py "
+        "SEVERITY_MAP")
+
+
+def test_issue_references_are_what_mlflow_counts_as_an_issues_traces(tracking_uri):
+    """publish links traces with IssueReference assessments through
+    ``_tracing_client.log_assessment``; MLflow's trace_count must count exactly those."""
+    from mlflow.entities import AssessmentSource, IssueReference
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.create_experiment("contract-issues")
+    span = client.start_trace("t", experiment_id=exp)
+    client.end_trace(span.trace_id)
+    mlflow.flush_trace_async_logging()
+    store = compat.native_issue_store(client)
+    native = compat.create_native_issue(store, experiment_id=exp, name="n", description="d")
+    compat.log_trace_assessment(client, span.trace_id, IssueReference(
+        issue_id=native.issue_id, issue_name="n", source=AssessmentSource(source_type="CODE")))
+    [found] = compat.search_native_issues(store, exp, include_trace_count=True)
+    assert found.trace_count == 1, (
+        "MLflow no longer counts IssueReference assessments as an issue's traces: update "
+        "insights/publish.py _link() and insights/compat.py log_trace_assessment()")
