@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Optional, TextIO
 
 import anyio
 import anyio.from_thread
@@ -90,6 +91,25 @@ class InsightsMCP(FastMCP):
             if isinstance(cause, InsightsError):
                 raise ToolError(f"{name} failed: {insights_error_text(cause)}") from None
             raise
+
+    async def run_stdio_async(self) -> None:
+        """Serve over stdio, with stdout kept for the protocol alone: anything else that
+        writes to it (a library's print, a C extension) goes to stderr instead."""
+        from mcp.server.stdio import stdio_server
+
+        wire = claim_stdout()
+        async with stdio_server(stdout=anyio.wrap_file(wire)) as (read, write):
+            await self._mcp_server.run(read, write,
+                                       self._mcp_server.create_initialization_options())
+
+
+def claim_stdout() -> TextIO:
+    """A text stream on the process's real stdout, for the protocol; file descriptor 1 then
+    points at stderr, so stray output cannot corrupt the JSON-RPC stream."""
+    sys.stdout.flush()
+    wire = open(os.dup(1), "w", encoding="utf-8", closefd=True)  # noqa: SIM115 (kept open)
+    os.dup2(2, 1)
+    return wire
 
 
 def argument_error(tool: str, exc: ValidationError) -> str:

@@ -189,3 +189,44 @@ def test_bad_input_is_a_tool_error_naming_the_fix_and_writes_nothing(small_store
         assert "errors.pydantic.dev" not in message  # short, not pydantic's full report
     assert "nothing was written" in text(results[2][1])
     assert store_snapshot(small_store.root) == before
+
+
+def test_recheck_and_sql_send_progress_and_record_the_result(small_store):
+    with small_store.client() as client:
+        run_id = client.create_analysis(small_store.experiment_id, "Recheck Check")
+        trace_id = client.execute_sql(small_store.experiment_id,
+                                      "SELECT trace_id FROM traces WHERE state = 'ERROR' "
+                                      "LIMIT 1").rows[0][0]
+        iid = client.create_issue(
+            run_id, "Traces end in ERROR", severity="HIGH",
+            evidence=[{"trace_id": trace_id, "rationale": "ERROR"}],
+            metadata={"signature": {"kind": "state", "key": "error", "where": "state = 'ERROR'"}})
+    seen: dict[str, list[str | None]] = {"sql": [], "recheck": []}
+
+    def collect(kind: str):
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            seen[kind].append(message)
+        return on_progress
+
+    async def go():
+        async with stdio_session(small_store) as s:
+            sql = data(await s.call_tool("execute_sql", {
+                "sql": "SELECT count(*) AS n FROM traces WHERE state = 'ERROR'"},
+                progress_callback=collect("sql")))
+            rechecked = data(await s.call_tool("recheck", {"since": "2000-01-01"},
+                                               progress_callback=collect("recheck")))
+            bad_since = await s.call_tool("recheck", {"since": "last tuesday"})
+            return sql, rechecked, bad_since
+
+    sql, rechecked, bad_since = asyncio.run(go())
+    errors = sql["rows"][0][0]
+    assert errors > 0 and sql["columns"] == ["n"]
+    assert seen["sql"][0] == "running the query"
+    assert seen["recheck"][0] == "rechecking the open issues"
+    assert seen["recheck"][-1] == "1 issues rechecked"
+    [result] = rechecked["results"]
+    assert result["issue_id"] == iid and result["count"] == errors
+    assert result["result"] in ("still present", "worse")
+    assert bad_since.isError and "ISO date" in text(bad_since)
+    with small_store.client() as client:
+        assert client.get_issue(iid).metadata["last_check"]["result"] == result["result"]
