@@ -7,6 +7,7 @@ const SEVERITIES = ["CRITICAL", "HIGH", "MEDIUM", "LOW"];
 const ISSUE_STATUSES = ["OPEN", "IN_PROGRESS", "RESOLVED", "REJECTED"];
 const RUN_ICONS = { ACTIVE: "●", COMPLETED: "✓", ARCHIVED: "▣" };
 const PAGE_SIZE = 25;
+const HYP_PAGE = 20;
 const LIVE_WINDOW_MS = 10000;
 
 const state = { config: { refresh_ms: 1500, mlflow_ui_url: null }, exp: null, experiments: [], timer: null, view: 0 };
@@ -116,8 +117,9 @@ function evidenceItem(e, exp, opts = {}) {
   });
   const url = traceUrl(e.trace_id, exp);
   const supports = opts.showSupport ? (e.supports ? h("span", { class: "sup" }, "▲ supports") : h("span", { class: "ref" }, "▼ refutes")) : null;
-  return h("li", { "data-trace-id": e.trace_id },
+  return h("li", { "data-trace-id": e.trace_id, "data-supports": String(e.supports !== false) },
     h("div", { class: "meta" },
+      opts.pick ? opts.pick(e.trace_id) : null,
       supports,
       url ? h("a", { class: "mono", href: url, target: "_blank", rel: "noopener" }, e.trace_id, h("span", { class: "sr-only" }, " (opens the MLflow UI)"))
         : h("span", { class: "mono" }, e.trace_id),
@@ -155,6 +157,195 @@ function exportPanel(container, result) {
   container.replaceChildren(h("div", { class: "panel export" }, h("h2", {}, `Export: ${result.filename}`), area, h("div", { class: "actions" }, copy, dl)));
 }
 
+// ------------------------------------------------------------------ triage helpers
+
+const day = (ms) => new Date(ms).toLocaleDateString(undefined, { weekday: "short", day: "numeric", month: "short" });
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+// The badge of an issue's last recheck (metadata.last_check, written by `recheck`).
+function checkText(c) {
+  const since = c.since ? day(c.since) : "?";
+  if (c.result === "still present") return `still present, ${plural(c.count ?? 0, "trace")} since ${since}`;
+  if (c.result === "worse") {
+    const x = c.rate && c.earlier_rate ? ` (${(c.rate / c.earlier_rate).toFixed(1)}× the earlier rate)` : "";
+    return `worse: ${plural(c.count ?? 0, "trace")} since ${since}${x}`;
+  }
+  if (c.result === "not seen") return `not seen since ${since}`;
+  if (c.result === "no new traces") return `no new traces since ${since}`;
+  return `recheck ${c.result}${c.error ? `: ${c.error}` : ""}`;
+}
+function checkBadge(issue) {
+  const c = issue.metadata && issue.metadata.last_check;
+  if (!c || typeof c !== "object" || !c.result) return null;
+  return h("span", { class: `check check-${String(c.result).replace(/\W+/g, "-")}`, "data-testid": "check-badge", title: `Rechecked ${fmtTime(c.at)}` }, checkText(c));
+}
+
+async function runRecheck(button, issueIds, after) {
+  return withBusy(button, async () => {
+    const body = { experiment_id: state.exp };
+    if (issueIds && issueIds.length) body.issue_ids = issueIds;
+    const res = await api("issues/recheck", body);
+    if (!res.results.length) toast("Nothing to recheck: only OPEN issues with a signature (found by an analysis) are rechecked");
+    else {
+      const by = {};
+      for (const r of res.results) by[r.result] = (by[r.result] || 0) + 1;
+      toast(`Rechecked ${plural(res.results.length, "issue")}: ` + Object.entries(by).map(([k, n]) => `${n} ${k}`).join(", "));
+    }
+    await after(res);
+  });
+}
+
+async function reviewIssue(button, issue, decision, after) {
+  return withBusy(button, async () => {
+    const res = await api("issues/review", { issue_id: issue.issue_id, experiment_id: state.exp, decision });
+    toast(decision === "accept" ? `Accepted: ${issue.title}` : `Rejected: ${issue.title}`);
+    await after(res.issue);
+  });
+}
+
+function reviewButtons(issue, after) {
+  const acc = h("button", { type: "button", class: "secondary small", "data-action": "accept", "aria-label": `Accept issue: ${issue.title}` }, "✓ Accept");
+  const rej = h("button", { type: "button", class: "danger small", "data-action": "reject", "aria-label": `Reject issue: ${issue.title}` }, "✗ Reject");
+  acc.addEventListener("click", () => reviewIssue(acc, issue, "accept", after));
+  rej.addEventListener("click", () => reviewIssue(rej, issue, "reject", after));
+  if (issue.status === "REJECTED") rej.disabled = true;
+  if (issue.metadata && issue.metadata.review === "accepted" && issue.status !== "REJECTED") acc.disabled = true;
+  return [acc, rej];
+}
+
+// An issue's history: creation, then metadata.history (analyses, merges, rechecks, regressions,
+// status/severity changes, reviews), oldest first.
+function timelineEntry(x, issue) {
+  const n = x.numbers || {};
+  const runLink = (id) => id ? h("a", { href: link(`/runs/${id}`) }, id === issue.source_run_id && issue.source_run_name ? issue.source_run_name : short(id)) : null;
+  const share = typeof n.share === "number" ? ` (${(n.share * 100).toFixed(1)}% of ${n.total_traces ?? "?"})` : "";
+  const traces = n.trace_count !== undefined ? `${plural(n.trace_count, "trace")}${share}` : "";
+  const by = x.by ? ` by ${x.by}` : "";
+  switch (x.event) {
+    case "created": return ["Created", " from analysis ", runLink(x.run_id)];
+    case "seen": return ["Seen by analysis ", runLink(x.run_id), traces ? `: ${traces}` : "", x.status ? ` (left ${x.status})` : ""];
+    case "merged": return ["Merged a finding", x.key ? ` (${x.key})` : "", " from analysis ", runLink(x.run_id), traces ? `: ${traces}` : ""];
+    case "regressed": return [h("strong", { class: "ref" }, "Regression"), ": was resolved, back in analysis ", runLink(x.run_id), x.change ? ` (${x.change})` : ""];
+    case "reopened": return [h("strong", {}, "Reopened"), " by analysis ", runLink(x.run_id), x.change ? ` (${x.change})` : ""];
+    case "recheck": return ["Recheck: ", h("strong", {}, checkText({ result: x.result, ...(x.numbers || {}) }))];
+    case "status": case "severity": return [`${x.event === "status" ? "Status" : "Severity"} `, h("strong", {}, String(x.from ?? "?").replace("_", " ")), " → ", h("strong", {}, String(x.to ?? "?").replace("_", " ")), by, x.run_id ? [" (analysis ", runLink(x.run_id), ")"] : ""];
+    case "accepted": case "rejected": return [h("strong", { class: x.event === "rejected" ? "ref" : "sup" }, x.event === "accepted" ? "Accepted" : "Rejected"), by, x.from !== x.to ? ` (${x.from} → ${x.to})` : "", x.reason ? `: ${x.reason}` : ""];
+    default: return [String(x.event || "event"), x.run_id ? [" · analysis ", runLink(x.run_id)] : "", traces ? `: ${traces}` : ""];
+  }
+}
+function timeline(issue) {
+  const hist = ((issue.metadata && issue.metadata.history) || []).filter((x) => x && typeof x === "object");
+  const items = [{ at: issue.created_at, event: "created", run_id: issue.source_run_id }, ...hist]
+    .map((x, i) => [x, i]).sort((a, b) => ((a[0].at || 0) - (b[0].at || 0)) || (a[1] - b[1])).map(([x]) => x);
+  return h("ol", { class: "timeline", "data-testid": "timeline" }, items.map((x) =>
+    h("li", { "data-testid": "timeline-item", "data-event": x.event || "" },
+      h("time", { class: "muted", datetime: x.at ? new Date(x.at).toISOString() : "" }, fmtTime(x.at)), " ",
+      h("span", {}, timelineEntry(x, issue)))));
+}
+
+// Supporting / refuting filter over evidence lists (li[data-supports]) below `scope`.
+function evidenceFilter(id, scope, evidence) {
+  const sup = evidence.filter((e) => e.supports !== false).length; const ref = evidence.length - sup;
+  return h("label", { class: "ev-filter" }, "Show ",
+    h("select", { id, onchange: (ev) => { scope.dataset.filter = ev.target.value; } },
+      h("option", { value: "all" }, `All evidence (${evidence.length})`),
+      h("option", { value: "supports" }, `Supporting (${sup})`),
+      h("option", { value: "refutes" }, `Refuting (${ref})`)));
+}
+
+// Two evidence traces side by side: spans aligned by their name path.
+function comparePicker() {
+  const picked = [];
+  const panel = h("div", { class: "compare-box", "data-testid": "compare" });
+  const button = h("button", { type: "button", class: "secondary", id: "compare-btn", disabled: true }, "Compare 2 selected traces");
+  const note = h("span", { class: "muted", "data-testid": "compare-note" }, "Tick two traces below to compare them");
+  const sync = () => {
+    button.disabled = picked.length !== 2;
+    note.textContent = picked.length === 2 ? "Ready to compare" : `Tick ${2 - picked.length} more trace${picked.length === 1 ? "" : "s"} below to compare`;
+  };
+  const box = (traceId) => {
+    const cb = h("input", { type: "checkbox", class: "compare-pick", value: traceId, "aria-label": `Compare trace ${traceId}` });
+    cb.addEventListener("change", () => {
+      const i = picked.indexOf(cb);
+      if (cb.checked && i < 0) { picked.push(cb); if (picked.length > 2) { const old = picked.shift(); old.checked = false; } }
+      if (!cb.checked && i >= 0) picked.splice(i, 1);
+      sync();
+    });
+    return h("label", { class: "pick" }, cb, " compare");
+  };
+  button.addEventListener("click", () => withBusy(button, async () => {
+    panel.replaceChildren(h("p", { class: "muted" }, "Loading both traces…"));
+    const [a, b] = await Promise.all(picked.map((cb) => api("traces/get", { trace_id: cb.value })));
+    renderCompare(panel, a, b);
+    panel.scrollIntoView({ block: "start" });
+  }));
+  return { box, button, note, panel };
+}
+
+function keyedSpans(spans) {
+  const path = {}; const seen = {}; const out = new Map(); const childSum = {};
+  for (const s of spans) if (s.parent_id && s.duration_ms != null) childSum[s.parent_id] = (childSum[s.parent_id] || 0) + s.duration_ms;
+  for (const s of spans) { // depth-first, parents first
+    let p = s.parent_id && path[s.parent_id] ? `${path[s.parent_id]} / ${s.name}` : s.name;
+    seen[p] = (seen[p] || 0) + 1; if (seen[p] > 1) p = `${p} #${seen[p]}`;
+    path[s.span_id] = p;
+    out.set(p, { ...s, self_ms: s.duration_ms == null ? null : Math.max(0, s.duration_ms - (childSum[s.span_id] || 0)) });
+  }
+  return out;
+}
+
+function renderCompare(panel, ta, tb) {
+  const A = keyedSpans(ta.spans); const B = keyedSpans(tb.spans);
+  const order = [...A.keys()];
+  let prev = null;
+  for (const k of B.keys()) { if (!A.has(k)) order.splice(prev === null ? 0 : order.indexOf(prev) + 1, 0, k); prev = k; }
+  let worst = null; let worstDelta = 0;
+  const rows = order.map((k) => {
+    const a = A.get(k); const b = B.get(k);
+    const why = [];
+    if (!a || !b) why.push(a ? "only in A" : "only in B");
+    else {
+      if (a.status !== b.status) why.push(`status ${a.status} vs ${b.status}`);
+      if ((a.exceptions || []).length !== (b.exceptions || []).length) why.push("exceptions differ");
+      const d = Math.abs((a.self_ms ?? 0) - (b.self_ms ?? 0));
+      if (d > worstDelta) { worstDelta = d; worst = k; }
+    }
+    return { k, a, b, why };
+  });
+  for (const r of rows) if (r.k === worst && worstDelta > 0) r.why.push(`largest time difference (${worstDelta.toFixed(1)} ms own time)`);
+  const side = (s) => {
+    if (!s) return h("div", { class: "cmp-cell missing" }, "—");
+    const io = [];
+    if (s.inputs) io.push(h("div", {}, h("span", { class: "muted" }, "inputs"), h("pre", {}, s.inputs)));
+    if (s.outputs) io.push(h("div", {}, h("span", { class: "muted" }, "outputs"), h("pre", {}, s.outputs)));
+    for (const x of s.exceptions || []) io.push(h("div", { class: "ref" }, `exception: ${x}`));
+    return h("div", { class: `cmp-cell span-${s.status}` },
+      h("span", { class: `badge st-${s.status === "ERROR" ? "REJECTED" : "RESOLVED"}` }, s.status || "?"), " ",
+      h("span", { class: "count" }, `${s.duration_ms ?? "?"} ms`), h("span", { class: "muted" }, ` (own ${s.self_ms == null ? "?" : s.self_ms.toFixed(1)} ms)`),
+      io.length ? h("details", {}, h("summary", {}, "inputs / outputs"), io) : null);
+  };
+  const head = (label, t) => h("div", { class: "cmp-cell cmp-head" }, h("strong", {}, label), " ", h("span", { class: "mono" }, t.trace.trace_id),
+    h("div", { class: "muted" }, `${t.trace.status || "?"} · ${t.trace.execution_time_ms ?? "?"} ms · ${t.span_count} spans`));
+  const diffs = rows.filter((r) => r.why.length).length;
+  panel.replaceChildren(h("div", { class: "panel" },
+    h("h2", {}, "Compare traces"),
+    h("p", { class: "muted", "data-testid": "compare-summary" }, `${order.length} aligned spans, ${plural(diffs, "difference")} highlighted`),
+    h("div", { class: "cmp", role: "table", "aria-label": "Spans of the two traces" },
+      h("div", { class: "cmp-row", role: "row" }, h("div", { class: "cmp-cell cmp-head", role: "columnheader" }, "Span"), head("A", ta), head("B", tb)),
+      rows.map((r) => h("div", { class: `cmp-row${r.why.length ? " diff" : ""}`, role: "row", "data-testid": "compare-row", "data-path": r.k, "data-diff": r.why.join("; ") },
+        h("div", { class: "cmp-cell", role: "cell", style: `padding-left:${Math.min((r.a || r.b).depth, 10) * 0.9 + 0.7}rem` },
+          h("span", { class: "name" }, (r.a || r.b).name), r.why.length ? h("div", { class: "why" }, "⚑ ", r.why.join("; ")) : null),
+        side(r.a), side(r.b))))));
+}
+
+function pagerNav(pageNo, size, shown, total, hasNext, go, testid) {
+  const first = total ? (pageNo - 1) * size + 1 : 0; const last = first + shown - (shown ? 1 : 0);
+  return h("nav", { class: "pager", "aria-label": "Pages" },
+    h("button", { type: "button", class: "secondary", disabled: pageNo <= 1, onclick: () => go(pageNo - 1) }, "← Previous"),
+    h("span", { "data-testid": testid }, `${first}–${last} of ${total}`),
+    h("button", { type: "button", class: "secondary", disabled: !hasNext, onclick: () => go(pageNo + 1) }, "Next →"));
+}
+
 // ------------------------------------------------------------------ issues list
 
 async function issuesPage(main, params) {
@@ -188,19 +379,54 @@ async function issuesPage(main, params) {
     results.replaceChildren(h("p", { class: "muted", "data-testid": "empty" }, data.total_count ? "No issues match these filters." : "No issues in this experiment yet."));
     return;
   }
-  const head = h("li", { class: "row head", "aria-hidden": "true" }, h("span", {}, "Issue"), h("span", {}, "Severity"), h("span", {}, "Status"), h("span", {}, "Traces"), h("span", {}, "Created"), h("span", {}, "Source analysis"));
-  const rows = data.issues.map((i) => h("li", { class: "row", "data-testid": "issue-row", "data-issue-id": i.issue_id },
-    h("span", { class: "title cell-wide" }, h("a", { href: link(`/issues/${i.issue_id}`) }, i.title)),
-    badge("sev", i.severity), badge("st", i.status),
-    h("span", { class: "cell-label", "data-label": "Traces" }, h("span", { class: "count", "data-testid": "trace-count" }, i.trace_count), h("span", { class: "sr-only" }, " traces")),
-    h("span", { class: "cell-label", "data-label": "Created" }, fmtTime(i.created_at)),
-    h("span", { class: "cell-label cell-wide", "data-label": "Source" }, h("a", { href: link(`/runs/${i.source_run_id}`) }, i.source_run_name || short(i.source_run_id)))));
-  const first = (pageNo - 1) * PAGE_SIZE + 1; const last = first + data.issues.length - 1;
-  const pager = h("nav", { class: "pager", "aria-label": "Pages" },
-    h("button", { type: "button", class: "secondary", disabled: pageNo <= 1, onclick: () => setHashParams({ page: pageNo - 1 }) }, "← Previous"),
-    h("span", { "data-testid": "page-info" }, `${first}–${last} of ${data.matching_count}` + (data.matching_count !== data.total_count ? ` (filtered from ${data.total_count})` : "")),
-    h("button", { type: "button", class: "secondary", disabled: !data.next_page_token, onclick: () => setHashParams({ page: pageNo + 1 }) }, "Next →"));
-  results.replaceChildren(h("ul", { class: "list", "aria-label": "Issues" }, head, rows), pager);
+  // selection and bulk actions
+  const selected = new Set();
+  const boxes = [];
+  const countLbl = h("span", { "data-testid": "selected-count", "aria-live": "polite" }, "0 selected");
+  const bulkStatus = h("select", { id: "bulk-status", "aria-label": "Set status of the selected issues" }, h("option", { value: "" }, "Status: keep"), ISSUE_STATUSES.map((x) => h("option", { value: x }, x.replace("_", " "))));
+  const bulkSev = h("select", { id: "bulk-severity", "aria-label": "Set severity of the selected issues" }, h("option", { value: "" }, "Severity: keep"), SEVERITIES.map((x) => h("option", { value: x }, x)));
+  const apply = h("button", { type: "button", id: "bulk-apply", disabled: true }, "Apply to selected");
+  const recheckBtn = h("button", { type: "button", class: "secondary", id: "recheck" }, "Recheck open issues");
+  const all = h("input", { type: "checkbox", id: "select-all", "aria-label": "Select all issues on this page" });
+  const sync = () => {
+    countLbl.textContent = `${selected.size} selected`;
+    apply.disabled = !selected.size || (!bulkStatus.value && !bulkSev.value);
+    recheckBtn.textContent = selected.size ? `Recheck ${selected.size} selected` : "Recheck open issues";
+    all.checked = selected.size > 0 && selected.size === boxes.length;
+    all.indeterminate = selected.size > 0 && selected.size < boxes.length;
+  };
+  bulkStatus.addEventListener("change", sync); bulkSev.addEventListener("change", sync);
+  all.addEventListener("change", () => { for (const b of boxes) { b.checked = all.checked; if (all.checked) selected.add(b.value); else selected.delete(b.value); } sync(); });
+  apply.addEventListener("click", () => withBusy(apply, async () => {
+    const body = { experiment_id: state.exp, issue_ids: [...selected] };
+    if (bulkStatus.value) body.status = bulkStatus.value; if (bulkSev.value) body.severity = bulkSev.value;
+    const res = await api("issues/bulk-update", body);
+    toast(`Updated ${plural(res.updated_count, "issue")}` + (res.failed_count ? ` (${res.failed_count} failed)` : ""), res.failed_count ? "error" : "info");
+    await route();
+  }));
+  recheckBtn.addEventListener("click", () => runRecheck(recheckBtn, [...selected], () => route()));
+  const bulkBar = h("div", { class: "bulk", role: "group", "aria-label": "Bulk actions" },
+    h("label", { class: "pick" }, all, " All"), countLbl, bulkStatus, bulkSev, apply, recheckBtn);
+
+  const head = h("li", { class: "row issues head", "aria-hidden": "true" }, h("span", {}), h("span", {}, "Issue"), h("span", {}, "Severity"), h("span", {}, "Status"), h("span", {}, "Traces"), h("span", {}, "Created"), h("span", {}, "Source analysis"), h("span", {}, "Review"));
+  const rows = data.issues.map((i) => {
+    const cb = h("input", { type: "checkbox", class: "select-issue", value: i.issue_id, "aria-label": `Select issue: ${i.title}` });
+    cb.addEventListener("change", () => { if (cb.checked) selected.add(i.issue_id); else selected.delete(i.issue_id); sync(); });
+    boxes.push(cb);
+    return h("li", { class: "row issues", "data-testid": "issue-row", "data-issue-id": i.issue_id },
+      h("span", { class: "pickcell" }, cb),
+      h("span", { class: "title cell-wide" }, h("a", { href: link(`/issues/${i.issue_id}`) }, i.title),
+        i.metadata && i.metadata.review === "accepted" && i.status !== "REJECTED" ? h("span", { class: "reviewed", "data-testid": "accepted" }, " ✓ accepted") : null,
+        checkBadge(i) ? h("span", { class: "subline" }, checkBadge(i)) : null),
+      badge("sev", i.severity), badge("st", i.status),
+      h("span", { class: "cell-label", "data-label": "Traces" }, h("span", { class: "count", "data-testid": "trace-count" }, i.trace_count), h("span", { class: "sr-only" }, " traces")),
+      h("span", { class: "cell-label", "data-label": "Created" }, fmtTime(i.created_at)),
+      h("span", { class: "cell-label cell-wide", "data-label": "Source" }, h("a", { href: link(`/runs/${i.source_run_id}`) }, i.source_run_name || short(i.source_run_id))),
+      h("span", { class: "review-btns cell-wide" }, reviewButtons(i, () => route())));
+  });
+  const pager = pagerNav(pageNo, PAGE_SIZE, data.issues.length, data.matching_count, !!data.next_page_token, (n) => setHashParams({ page: n }), "page-info");
+  if (data.matching_count !== data.total_count) pager.querySelector("[data-testid=page-info]").append(` (filtered from ${data.total_count})`);
+  results.replaceChildren(bulkBar, h("ul", { class: "list", "aria-label": "Issues" }, head, rows), pager);
 }
 
 // ------------------------------------------------------------------ issue detail
@@ -246,10 +472,19 @@ function renderIssue(main, issue) {
   }); } },
     h("label", { class: "field" }, "Trace id", traceIn), h("label", { class: "field grow" }, "Rationale", ratIn), addEv);
 
+  const rerender = async (updated) => renderIssue(main, updated || (await api("issues/get", { issue_id: issue.issue_id, experiment_id: state.exp })).issue);
+  const recheckOne = h("button", { type: "button", class: "secondary small", id: "recheck-issue" }, "Recheck");
+  recheckOne.addEventListener("click", () => runRecheck(recheckOne, [issue.issue_id], () => rerender()));
+  const cmp = comparePicker();
+  const evList = issue.evidence.length ? h("ul", { class: "evidence", "data-testid": "evidence-list", "data-filter": "all" }, issue.evidence.map((e) => evidenceItem(e, state.exp, { showSupport: true, pick: cmp.box }))) : null;
+  const distinct = new Set(issue.evidence.map((e) => e.trace_id)).size;
+
   main.replaceChildren(
     h("p", {}, h("a", { href: link("/issues") }, "← All issues")),
     h("h1", { "data-testid": "issue-title" }, issue.title),
-    h("div", { class: "actions" }, badge("sev", issue.severity), badge("st", issue.status), h("span", {}, h("span", { class: "count" }, issue.trace_count), " traces")),
+    h("div", { class: "actions" }, badge("sev", issue.severity), badge("st", issue.status), h("span", {}, h("span", { class: "count" }, issue.trace_count), " traces"),
+      issue.metadata && issue.metadata.review ? h("span", { class: "reviewed", "data-testid": "review-state" }, issue.metadata.review) : null,
+      checkBadge(issue), ...reviewButtons(issue, rerender), recheckOne),
     h("div", { class: "panel" },
       h("h2", {}, "Description"), h("p", { style: "white-space:pre-wrap" }, issue.description || h("span", { class: "muted" }, "No description.")),
       h("dl", { class: "kv" },
@@ -266,20 +501,26 @@ function renderIssue(main, issue) {
       h("div", { class: "actions" }, save, assess, exp("github", "Export Markdown (GitHub)"), exp("jira", "Export for Jira"))),
     exportBox,
     h("div", { class: "panel" },
+      h("h2", {}, `History (${1 + ((issue.metadata && issue.metadata.history) || []).length})`),
+      timeline(issue)),
+    cmp.panel,
+    h("div", { class: "panel" },
       h("h2", {}, `Evidence (${issue.evidence.length})`),
-      issue.evidence.length ? h("ul", { class: "evidence", "data-testid": "evidence-list" }, issue.evidence.map((e) => evidenceItem(e, state.exp))) : h("p", { class: "muted" }, "No evidence yet."),
+      evList ? h("div", { class: "inline-form" }, evidenceFilter("evidence-filter", evList, issue.evidence), distinct > 1 ? [cmp.button, cmp.note] : null) : null,
+      evList || h("p", { class: "muted" }, "No evidence yet."),
       h("h3", { style: "margin-top:1rem" }, "Add evidence"), evForm));
 }
 
 // ------------------------------------------------------------------ runs list
 
-async function runsPage(main) {
+async function runsPage(main, params) {
   const results = h("div", {}, h("p", { class: "muted" }, "Loading analyses…"));
   main.replaceChildren(h("h1", {}, "Runs"), results);
   const view = state.view;
+  const pageNo = Math.max(1, parseInt(params.get("page") || "1", 10) || 1);
   const load = async () => {
     let data;
-    try { data = await api("analyses/list", { experiment_id: state.exp }); } catch (e) { showError(results, e); return; }
+    try { data = await api("analyses/list", { experiment_id: state.exp, max_results: PAGE_SIZE, page_token: String((pageNo - 1) * PAGE_SIZE) }); } catch (e) { showError(results, e); return; }
     if (view !== state.view) return;
     if (!data.analyses.length) { results.replaceChildren(h("p", { class: "muted" }, "No analyses in this experiment yet.")); return; }
     const head = h("li", { class: "row runs head", "aria-hidden": "true" }, h("span", {}, "Analysis"), h("span", {}, "Status"), h("span", {}, "Hypotheses"), h("span", {}, "Validated"), h("span", {}, "Created"), h("span", {}, "Updated"));
@@ -290,7 +531,8 @@ async function runsPage(main) {
       h("span", { class: "cell-label", "data-label": "Validated" }, h("span", { class: "count" }, a.validated_count ?? "?")),
       h("span", { class: "cell-label", "data-label": "Created" }, fmtTime(a.created_at)),
       h("span", { class: "cell-label", "data-label": "Updated" }, fmtTime(a.last_activity_at || a.updated_at))));
-    results.replaceChildren(h("ul", { class: "list", "aria-label": "Analyses" }, head, rows));
+    results.replaceChildren(h("ul", { class: "list", "aria-label": "Analyses" }, head, rows),
+      pagerNav(pageNo, PAGE_SIZE, data.analyses.length, data.total_count ?? data.analyses.length, !!data.next_page_token, (n) => setHashParams({ page: n }), "runs-page-info"));
     if (data.analyses.some((a) => a.status === "ACTIVE")) state.timer = setTimeout(load, 3000);
   };
   await load();
@@ -306,8 +548,13 @@ async function runDetail(main, runId, params) {
   let known = null; // hypothesis_id -> evidence_count from the last poll
   const header = h("div"); const exportBox = h("div");
   const liveTag = h("span", { class: "live", hidden: true, "data-testid": "live-indicator" }, "Live");
-  const list = h("div", { "data-testid": "hypotheses", "aria-label": "Hypotheses" });
+  const list = h("div", { "data-testid": "hypotheses", "aria-label": "Hypotheses", "data-filter": "all" });
   const progress = h("p", { class: "muted", "data-testid": "progress" });
+  const hypPage = Math.max(1, parseInt(params.get("hp") || "1", 10) || 1);
+  const pagerBox = h("div");
+  const evFilter = h("label", { class: "ev-filter" }, "Show ",
+    h("select", { id: "hyp-evidence-filter", onchange: (ev) => { list.dataset.filter = ev.target.value; } },
+      h("option", { value: "all" }, "All evidence"), h("option", { value: "supports" }, "Supporting only"), h("option", { value: "refutes" }, "Refuting only")));
 
   const statement = h("input", { id: "new-statement", class: "grow", placeholder: "A testable statement" });
   const plan = h("textarea", { id: "new-plan", placeholder: "How to find supporting and refuting traces; what validates it" });
@@ -319,7 +566,7 @@ async function runDetail(main, runId, params) {
     }); } }, h("label", { class: "field" }, "Statement", statement), h("label", { class: "field" }, "Testing plan", plan), h("div", { class: "actions" }, addBtn)));
 
   main.replaceChildren(h("p", {}, h("a", { href: link("/runs") }, "← All runs")), header, exportBox,
-    h("h2", {}, "Hypotheses ", liveTag), progress, list, newForm);
+    h("h2", {}, "Hypotheses ", liveTag), progress, h("div", { class: "inline-form" }, evFilter), list, pagerBox, newForm);
 
   let analysis = null;
   const renderHeader = (a) => {
@@ -339,6 +586,7 @@ async function runDetail(main, runId, params) {
         h("p", { style: "white-space:pre-wrap" }, a.description || h("span", { class: "muted" }, "No description.")),
         h("dl", { class: "kv" },
           h("dt", {}, "Run"), h("dd", {}, `${a.run_name} `, h("span", { class: "mono muted" }, a.run_id)),
+          h("dt", {}, "Traces examined"), h("dd", { "data-testid": "traces-examined" }, a.traces_examined == null ? h("span", { class: "muted" }, "not counted yet (no census)") : `${a.traces_examined.toLocaleString()} traces examined`),
           h("dt", {}, "Created"), h("dd", {}, fmtTime(a.created_at)),
           h("dt", {}, "Updated"), h("dd", {}, fmtTime(a.last_activity_at || a.updated_at)),
           meta.length ? [h("dt", {}, "Metadata"), h("dd", {}, h("details", {}, h("summary", {}, `${meta.length} fields`), h("pre", { class: "mono" }, JSON.stringify(a.metadata, null, 2))))] : null),
@@ -388,7 +636,7 @@ async function runDetail(main, runId, params) {
     if (view !== state.view) return;
     let a, hs;
     try {
-      [a, hs] = await Promise.all([api("analyses/get", { insights_run_id: runId }), api("hypotheses/list", { insights_run_id: runId })]);
+      [a, hs] = await Promise.all([api("analyses/get", { insights_run_id: runId }), api("hypotheses/list", { insights_run_id: runId, max_results: HYP_PAGE, page_token: String((hypPage - 1) * HYP_PAGE) })]);
     } catch (e) { if (!analysis) { showError(main, e); return; } toast(e.message, "error"); schedule(); return; }
     if (view !== state.view) return;
     const aj = JSON.stringify(a.analysis);
@@ -420,8 +668,11 @@ async function runDetail(main, runId, params) {
     for (const [id, entry] of cards) if (!seen.has(id)) { entry.el.remove(); cards.delete(id); }
     if (!hyps.length && !list.querySelector(".muted")) list.replaceChildren(h("p", { class: "muted" }, "No hypotheses yet."));
     else if (hyps.length) list.querySelectorAll(":scope > p.muted").forEach((p) => p.remove());
-    const v = hyps.filter((x) => x.status === "VALIDATED").length; const r = hyps.filter((x) => x.status === "REJECTED").length;
-    progress.textContent = `${hyps.length} hypotheses: ${v} validated, ${r} rejected, ${hyps.length - v - r} testing · ${hyps.reduce((n, x) => n + x.evidence_count, 0)} evidence entries`;
+    const an = analysis;
+    const examined = an.traces_examined == null ? "" : ` · ${an.traces_examined.toLocaleString()} traces examined`;
+    progress.textContent = `${an.hypothesis_count} hypotheses: ${an.validated_count} validated, ${an.rejected_count} rejected, ${an.testing_count} testing · ${an.evidence_count} evidence entries${examined}`;
+    const total = hs.total_count ?? hyps.length;
+    pagerBox.replaceChildren(total > HYP_PAGE || hypPage > 1 ? pagerNav(hypPage, HYP_PAGE, hyps.length, total, !!hs.next_page_token, (n) => setHashParams({ hp: n }), "hyp-page-info") : "");
     liveTag.hidden = analysis.status !== "ACTIVE";
     schedule();
   };
@@ -472,7 +723,7 @@ async function route() {
   if (section === "issues" && parts[1]) await issueDetail(main, parts[1]);
   else if (section === "issues") await issuesPage(main, params);
   else if (parts[1]) await runDetail(main, parts[1], params);
-  else await runsPage(main);
+  else await runsPage(main, params);
 }
 
 async function start() {
