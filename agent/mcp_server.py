@@ -30,7 +30,7 @@ from mcp.server.fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BeforeValidator, Field, ValidationError
 
-from insights.errors import InsightsError
+from insights.errors import InsightsError, NotFoundError
 from insights.models import AnalysisStatus, EvidenceEntry, HypothesisStatus, IssueStatus, Severity
 
 SERVER_NAME = "mlflow-insights"
@@ -125,8 +125,13 @@ def argument_error(tool: str, exc: ValidationError) -> str:
 
 
 def insights_error_text(exc: InsightsError) -> str:
+    """The SDK's one-line message; an unknown id also says where the right ids come from."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    text = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, NotFoundError):
+        text += (" (nothing was written; list_analyses, list_hypotheses and list_issues give "
+                 "the ids; execute_sql finds trace ids)")
+    return text
 
 
 class Tools:
@@ -144,6 +149,11 @@ class Tools:
 
                 self._client = InsightsClient(self.tracking_uri)
             return self._client
+
+    def warm_up(self) -> None:
+        """Open the client ahead of the first call; a failure is left for that call to report."""
+        with contextlib.suppress(Exception):
+            self.client()
 
     def close(self) -> None:
         with self._lock:
@@ -234,6 +244,8 @@ def build_server(tracking_uri: str | None = None, *, port: int = 8000) -> Insigh
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[Tools]:
+        # Open the client (MLflow's import is most of a cold call) while the client handshakes.
+        threading.Thread(target=tools.warm_up, name="insights-warm-up", daemon=True).start()
         try:
             yield tools
         finally:

@@ -153,7 +153,7 @@ def test_bad_input_is_a_tool_error_naming_the_fix_and_writes_nothing(small_store
     calls = [
         # unknown analysis run
         ("create_hypothesis", {"run_id": UNKNOWN_RUN, "statement": "x", "evidence": [good]},
-         [UNKNOWN_RUN, "not found"]),
+         [UNKNOWN_RUN, "not found", "list_analyses"]),
         ("create_issue", {"run_id": UNKNOWN_RUN, "title": "Nothing here"}, [UNKNOWN_RUN]),
         # status / severity outside the enums: the error lists the allowed values
         ("update_hypothesis", {"run_id": run_id, "hypothesis_id": hid, "status": "DONE"},

@@ -34,9 +34,10 @@ def test_stray_stdout_goes_to_stderr(tmp_path):
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               MLFLOW_TRACKING_URI=(tmp_path / "mlruns").as_uri())  # never the checkout's store
     params = StdioServerParameters(command=sys.executable, args=["-c", NOISY_SERVER], env=env,
-                                   cwd=str(ROOT))
+                                   cwd=str(tmp_path))
     log = tmp_path / "stderr.log"
 
     async def go():
