@@ -75,6 +75,7 @@ def make_analyst(model: Optional[str], max_calls: int):
 
 @app.command(epilog="[bold]Examples:[/bold]\n\n  insights-agent run --experiment-id 1\n\n"
              "  insights-agent run --experiment-id 1 --yes --report report.md --output json\n\n"
+             "  insights-agent run --experiment-id 1 --yes --since-last\n\n"
              "  insights-agent run --resume 3f2a9c... --model openai:gpt-4.1-mini")
 def run(
     experiment_id: Optional[str] = typer.Option(None, "--experiment-id", envvar="MLFLOW_EXPERIMENT_ID"),
@@ -89,9 +90,14 @@ def run(
                                             "(default: ./.env if present; the shell wins)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an analysis run from MLflow."),
+    since_last: bool = typer.Option(False, "--since-last", help="Analyze only the traces after "
+                                    "the last completed analysis and report what changed."),
+    since: Optional[str] = typer.Option(None, "--since", help="Analyze only the traces from this "
+                                        "time (epoch ms or ISO date/time) and report what changed."),
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
+    since_ms = _window_options(since_last, since, resume)
     load_env_file(env_file)
     # The option's envvar was read before the env file: take the file's experiment now.
     experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID") or None
@@ -101,7 +107,7 @@ def run(
     console = Console(stderr=output == Output.json)
     try:
         summary = _run(console, experiment_id, focus, model, max_model_calls, yes, report,
-                       log_assessments, tracking_uri, resume)
+                       log_assessments, tracking_uri, resume, (since_last, since_ms))
     except InsightsError as exc:
         _fail(str(exc).splitlines()[0], exc.exit_code)
     except ValueError as exc:
@@ -111,8 +117,25 @@ def run(
     _print_summary(console, summary, output)
 
 
+def _window_options(since_last: bool, since: Optional[str], resume: Optional[str]) -> Optional[int]:
+    """``--since`` as epoch ms; exit 2 on a bad value or a combination with no one meaning."""
+    if since_last and since is not None:
+        _fail("--since-last and --since cannot be used together; pick one")
+    if resume and (since_last or since is not None):
+        _fail("--resume continues an analysis over its own traces; drop --since-last/--since")
+    if since is None:
+        return None
+    from insights.recheck import parse_since
+
+    try:
+        return parse_since(since)
+    except InsightsError as exc:
+        _fail(str(exc).splitlines()[0], exc.exit_code)
+    return None
+
+
 def _run(console, experiment_id, focus, model, max_calls, yes, report, log_assessments,
-         tracking_uri, resume) -> dict[str, Any]:
+         tracking_uri, resume, window_options=(False, None)) -> dict[str, Any]:
     from insights import InsightsClient
     from workflows.analyze_experiment import WorkflowContext
 
@@ -132,19 +155,49 @@ def _run(console, experiment_id, focus, model, max_calls, yes, report, log_asses
     ctx = WorkflowContext(client=client, analyst=analyst, auto_answer=yes, answers=answers,
                           report_dir=os.getcwd())
     try:
-        state = _drive(console, client, ctx, experiment_id, resume, yes)
+        window = _resolve_window(console, client, experiment_id, *window_options)
+        if window is not None and window.traces == 0:
+            return _nothing_new(experiment_id, window)
+        first = window.as_state() if window is not None else {}
+        state = _drive(console, client, ctx, experiment_id, resume, yes, first)
         return _summary(client, state, analyst)
     finally:
         client.close()  # the analytics sessions write their caches
 
 
-def _drive(console, client, ctx, experiment_id, resume, yes) -> dict[str, Any]:
+def _resolve_window(console, client, experiment_id, since_last: bool, since_ms: Optional[int]):
+    """The window of an incremental run (None for a plain one), its note printed."""
+    if not since_last and since_ms is None:
+        return None
+    from workflows.analyze_experiment.window import resolve
+
+    window = resolve(client, experiment_id, since_last=since_last, since_ms=since_ms)
+    if window.note:
+        console.print(f"Note: {window.note}", markup=False, soft_wrap=True)
+    return window
+
+
+def _nothing_new(experiment_id: str, window) -> dict[str, Any]:
+    """No traces in the window: no analysis is created (an empty one would only become the
+    next --since-last's starting point without having seen anything)."""
+    from workflows.analyze_experiment.window import iso
+
+    return {"run_id": None, "experiment_id": experiment_id, "phase": None,
+            "message": f"no new traces in experiment {experiment_id} since "
+                       f"{iso(window.since_ms)}: nothing to analyze",
+            "window": {"since_ms": window.since_ms, "until_ms": None, "traces": 0},
+            "previous_run_id": window.previous_run_id, "changes": None,
+            "issues": [], "hypotheses": [], "usage": {}}
+
+
+def _drive(console, client, ctx, experiment_id, resume, yes,
+           window_state: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     from agent.terminal import TerminalPrompts, drive
     from workflows.analyze_experiment import build_graph
 
-    first: Any = {"experiment_id": experiment_id} if experiment_id else {}
+    first: Any = {"experiment_id": experiment_id, **(window_state or {})} if experiment_id else {}
     thread_id = uuid.uuid4().hex
     if resume:
         analysis = client.get_analysis(resume)
@@ -213,6 +266,7 @@ def _summary(client, state: dict[str, Any], analyst) -> dict[str, Any]:
     experiment_id = state.get("experiment_id")
     issues = [i for i in client.list_issues(experiment_id) if i.seen_by(run_id)]
     hypotheses = client.list_hypotheses(run_id) if run_id else []
+    meta = client.get_analysis(run_id).metadata or {} if run_id else {}
     return {
         "run_id": run_id, "experiment_id": experiment_id, "phase": state.get("phase"),
         "report_path": state.get("report_path"),
@@ -222,12 +276,17 @@ def _summary(client, state: dict[str, Any], analyst) -> dict[str, Any]:
                         "status": h.status.value, "supports": h.supports_count,
                         "refutes": h.refutes_count} for h in hypotheses],
         "usage": analyst.usage(),
+        "window": meta.get("window"),
+        "changes": meta.get("changes"),
     }
 
 
 def _print_summary(console: Console, summary: dict[str, Any], output: Output) -> None:
     if output == Output.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    if summary.get("message"):
+        console.print(summary["message"], markup=False, soft_wrap=True)
         return
     table = Table(title=Text(f"Issues from analysis {summary['run_id']}"))
     for col in ("severity", "title", "status", "traces"):
@@ -243,6 +302,20 @@ def _print_summary(console: Console, summary: dict[str, Any], output: Output) ->
     if usage.get("max_model_calls") is not None:
         console.print(f"Model usage: {usage['model_calls']} calls, {usage['tokens']} tokens",
                       markup=False)
+    if summary.get("changes"):
+        console.print(_changes_table(summary["changes"]))
+
+
+def _changes_table(changes: dict[str, Any]) -> Table:
+    """What changed since the previous analysis, one row per measure."""
+    from agent.report import change_rows
+
+    table = Table(title=Text(f"Since analysis {changes.get('previous_run_id')}"))
+    for col in ("measure", "before", "now", "change"):
+        table.add_column(col)
+    for row in change_rows(changes):
+        table.add_row(*(Text(str(cell)) for cell in row))
+    return table
 
 
 @app.command(epilog="[bold]Example:[/bold]\n\n  insights-agent demo --dir ./insights-demo --traces 800")

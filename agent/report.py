@@ -141,8 +141,9 @@ def render(f: dict[str, Any], charts: dict[str, str], usage: dict[str, int]) -> 
     ]
     if usage.get("model_calls"):
         lines.append(f"- Model usage: {usage['model_calls']} calls, {usage.get('tokens', 0)} tokens")
+    lines += _since_section((a.metadata or {}).get("changes"))
     lines += ["", "## Summary statistics", "",
-              f"- Traces in the experiment: {total}; traces examined and linked to the run: {f['linked']}",
+              f"- {_traces_label(a.metadata or {})}: {total}; traces examined and linked to the run: {f['linked']}",
               f"- Success rate: {ok / max(total, 1):.1%} OK, {(total - ok) / max(total, 1):.1%} ERROR",
               f"- Latency of successful traces: average {_s(f['ok_avg'])}, median {_s(f['ok_p50'])}, "
               f"p95 {_s(f['ok_p95'])}",
@@ -168,6 +169,70 @@ def render(f: dict[str, Any], charts: dict[str, str], usage: dict[str, int]) -> 
               f"mlflow-insights preview-issues --experiment-id {f['experiment_id']} --max-traces 1000",
               f"mlflow-insights list-hypotheses --run-id {a.run_id}", "```", ""]
     return "\n".join(lines)
+
+
+def _traces_label(meta: dict[str, Any]) -> str:
+    """An incremental analysis counts only its window's traces: say so."""
+    since = (meta.get("window") or {}).get("since_ms")
+    if since is None:
+        return "Traces in the experiment"
+    import datetime as dt
+
+    when = dt.datetime.fromtimestamp(since / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+    return f"Traces analyzed (those since {when})"
+
+
+def _since_section(changes: dict[str, Any] | None) -> list[str]:
+    """"Since the last analysis": what changed against the previous analysis's census."""
+    if not changes:
+        return []
+    lines = ["", "## Since the last analysis", "",
+             f"Compared with analysis `{changes.get('previous_run_id')}`.", ""]
+    for name, before, after, change in change_rows(changes):
+        if not before:
+            lines.append(f"- {name}: {after}")
+        else:
+            lines.append(f"- {name}: {before} -> {after}" + (f" ({change})" if change else ""))
+    return lines
+
+
+def change_rows(changes: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, before, now, change) rows, shared by the report and the CLI summary."""
+    traces = changes.get("traces") or {}
+    rows = [("traces", str(traces.get("before")), str(traces.get("after")), "")]
+    rows.append(("error rate", *_triple(changes.get("error_rate"), _pct, _pp)))
+    for p, delta in (changes.get("latency_ms") or {}).items():
+        rows.append((f"latency {p}", *_triple(delta, _s, lambda d: _signed_s(d))))
+    if changes.get("tokens_per_trace"):
+        rows.append(("tokens per trace", *_triple(changes["tokens_per_trace"], _num,
+                                                  lambda d: f"{d:+,.0f}")))
+    rows.append(("new error types", "", ", ".join(changes.get("new_error_types") or []) or "none",
+                 ""))
+    rows.append(("new tools", "", ", ".join(changes.get("new_tools") or []) or "none", ""))
+    return rows
+
+
+def _triple(delta: dict[str, Any] | None, show, show_change) -> tuple[str, str, str]:
+    delta = delta or {}
+    change = delta.get("change")
+    return (show(delta.get("before")), show(delta.get("after")),
+            "n/a" if change is None else show_change(change))
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _pp(d: float) -> str:
+    return f"{d * 100:+.1f} points"
+
+
+def _signed_s(ms: float) -> str:
+    return f"{ms / 1000:+.2f} s"
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
 
 
 def _issue_section(title: str, issues, by_id, examples) -> list[str]:

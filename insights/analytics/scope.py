@@ -9,6 +9,8 @@ large pages), then aggregate locally over those ids.
 from __future__ import annotations
 
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from insights.analytics.session import AnalyticsSession
 from insights.errors import InvalidInputError, TrackingServerError
@@ -77,3 +79,61 @@ def _ms(value: int | None, name: str) -> int | None:
         return int(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"{name} must be epoch milliseconds, got {value!r}") from exc
+
+
+def window_sql(sql: str, start_time_ms: int | None, end_time_ms: int | None) -> str:
+    """The Trace SQL query with every read of ``traces`` limited to a time window.
+
+    Why rewrite the query rather than the table: an incremental analysis asks the same
+    questions of a slice of the experiment, through code (and model tools) that only know
+    Trace SQL. Each ``traces`` a SELECT reads gets ``request_time_ms`` bounds (inclusive
+    start, exclusive end) in its WHERE, or in its ON for an outer join, so the cheapest
+    table shape still serves the query. Text sqlglot cannot parse is returned unchanged:
+    the SQL engine then refuses it with its own message.
+    """
+    bounds = _bounds(_ms(start_time_ms, "start_time_ms"), _ms(end_time_ms, "end_time_ms"))
+    if not bounds:
+        return sql
+    try:
+        trees = [t for t in sqlglot.parse(sql, read="spark") if t is not None]
+    except sqlglot.errors.SqlglotError:
+        return sql
+    if len(trees) != 1:
+        return sql
+    tree = trees[0]
+    for table in list(tree.find_all(exp.Table)):
+        if table.name.lower() == "traces" and not table.args.get("db"):
+            _bound(table, bounds)
+    return tree.sql(dialect="spark")
+
+
+def window_predicate(predicate: str, start_time_ms: int | None, end_time_ms: int | None) -> str:
+    """A boolean Trace SQL predicate over ``traces`` that also requires the time window
+    (subqueries in it are windowed too): cohorts and controls of cohort statistics."""
+    if start_time_ms is None and end_time_ms is None:
+        return predicate
+    windowed = window_sql(f"SELECT trace_id FROM traces WHERE ({predicate})",
+                          start_time_ms, end_time_ms)
+    try:
+        where = sqlglot.parse_one(windowed, read="spark").args.get("where")
+    except sqlglot.errors.SqlglotError:
+        where = None
+    return where.this.sql(dialect="spark") if where is not None else predicate
+
+
+def _bounds(lo: int | None, hi: int | None) -> list[tuple[str, int]]:
+    return [(op, v) for op, v in ((">=", lo), ("<", hi)) if v is not None]
+
+
+def _bound(table: exp.Table, bounds: list[tuple[str, int]]) -> None:
+    """Add the bounds on this ``traces`` reference to the SELECT that reads it."""
+    name = table.alias_or_name
+    cond = " AND ".join(f"{name}.request_time_ms {op} {value}" for op, value in bounds)
+    parent = table.parent
+    select = table.find_ancestor(exp.Select)
+    if select is None:
+        return
+    if isinstance(parent, exp.Join) and parent.side and parent.args.get("on") is not None:
+        parent.set("on", exp.and_(parent.args["on"], sqlglot.parse_one(cond, read="spark")))
+        return
+    select.where(cond, dialect="spark", copy=False)

@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from agent.plans import EXPLORE_SQL
 from agent.toolkit import TraceToolkit
+from workflows.analyze_experiment import window as windows
 from workflows.analyze_experiment.issues import (
     IssueWriter, census_finding, hypothesis_finding, issue_of_run,
 )
@@ -24,6 +25,7 @@ from workflows.analyze_experiment.people import (
     apply_edits, ask, create_person_hypothesis, needs_plan,
 )
 from workflows.analyze_experiment.state import AnalysisState, WorkflowContext
+from workflows.analyze_experiment.window import Window
 
 ORDER = [
     "setup", "understand_agent", "confirm_description", "choose_focus", "create_analysis",
@@ -46,7 +48,9 @@ def say(message: str, **extra: Any) -> None:
 
 
 def _toolkit(ctx: WorkflowContext, state: AnalysisState) -> TraceToolkit:
-    return TraceToolkit(ctx.client, state["experiment_id"], state.get("run_id"), progress=say)
+    """The analyst's toolkit: over the analysis's window of traces when it has one."""
+    return windows.toolkit(ctx.client, state["experiment_id"], Window.of(state),
+                           state.get("run_id"), progress=say)
 
 
 def _mark(ctx: WorkflowContext, state: AnalysisState, phase: str, **meta: Any) -> dict[str, Any]:
@@ -97,7 +101,10 @@ def setup(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, 
         say(f"resuming analysis {analysis.run_id} ({analysis.name}) at phase {meta.get('phase')}")
         usage = meta.get("model_usage") or {}
         _analyst(ctx, {"model_usage": usage})
+        resumed = Window.of({"window": meta.get("window"),
+                             "previous_run_id": meta.get("previous_run_id")})
         return {"experiment_id": analysis.experiment_id, "phase": meta.get("phase", "create_analysis"),
+                **resumed.as_state(),
                 "description": meta.get("agent_description", analysis.description),
                 "focus": meta.get("focus", "general analysis"),
                 "log_assessments": bool(meta.get("log_assessments", False)),
@@ -105,11 +112,24 @@ def setup(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, 
                 "hypotheses_declined": meta.get("hypotheses_review") == "declined",
                 "model_usage": _usage(ctx, {})}
     experiment_id = state["experiment_id"]
-    total = TraceToolkit(ctx.client, experiment_id).count()
-    if total == 0:
+    window = _measured(ctx, state)
+    if window.traces == 0:
+        if window.bounded:
+            raise ValueError(f"Experiment {experiment_id} has no traces since "
+                             f"{windows.iso(window.since_ms)} to analyze")
         raise ValueError(f"Experiment {experiment_id} has no traces to analyze")
-    say(f"experiment {experiment_id}: {total} traces")
-    return {"phase": "setup"}
+    say(f"experiment {experiment_id}: {windows.describe(window)}")
+    return {"phase": "setup", **window.as_state()}
+
+
+def _measured(ctx: WorkflowContext, state: AnalysisState) -> Window:
+    """The run's window with its trace count and newest trace: as the caller resolved it
+    (the CLI, before deciding there is anything to analyse), else measured now."""
+    window = Window.of(state)
+    if window.until_ms is None:
+        window.traces, window.until_ms = windows.measure(ctx.client, state["experiment_id"],
+                                                         window.since_ms)
+    return window
 
 
 def understand_agent(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
@@ -159,7 +179,10 @@ def create_analysis(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
         state["experiment_id"], run_name=run_name, name=name, description=description,
         metadata={"phase": "create_analysis", "focus": focus, "analyst": ctx.analyst.name,
                   "agent_description": state.get("description", ""), "thread_id": _thread_id(),
-                  "model_usage": _usage(ctx, state)},
+                  "model_usage": _usage(ctx, state),
+                  "window": windows.window_metadata(Window.of(state)),
+                  **({"previous_run_id": state["previous_run_id"]}
+                     if state.get("previous_run_id") else {})},
     )
     say(f"created analysis run {run_id} ({run_name})", run_id=run_id)
     for item in state.get("pending_hypotheses") or []:
@@ -193,14 +216,37 @@ def census(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str,
         return {}
     from insights.errors import NotFoundError
 
+    window = Window.of(state)
     try:
-        ctx.client.get_baseline_census(state["run_id"])
+        result = ctx.client.get_baseline_census(state["run_id"])
         say("baseline census already stored")
     except NotFoundError:
-        say("computing the baseline census over all traces")
-        result = ctx.client.create_baseline_census(state["run_id"], progress=say)
+        say(f"computing the baseline census over {windows.describe(window)}")
+        result = ctx.client.create_baseline_census(
+            state["run_id"], start_time_ms=window.since_ms, end_time_ms=window.end_ms(),
+            progress=say)
         say(f"census: {result.total_traces} traces, error rate {result.error_rate:.1%}")
-    return _mark(ctx, state, "census")
+    return _mark(ctx, state, "census", **_changes(ctx, state, result))
+
+
+def _changes(ctx: WorkflowContext, state: AnalysisState, current) -> dict[str, Any]:
+    """``changes`` against the previous analysis's census, when this run has one to compare."""
+    from insights.errors import NotFoundError
+
+    previous = state.get("previous_run_id")
+    if not previous:
+        return {}
+    try:
+        before = ctx.client.get_baseline_census(previous)
+    except NotFoundError:
+        say(f"the previous analysis {previous} has no census: nothing to compare with")
+        return {}
+    found = windows.changes(before, current, previous)
+    say(f"since analysis {previous}: error rate {found['error_rate']['before']:.1%} -> "
+        f"{found['error_rate']['after']:.1%}; new error types: "
+        f"{', '.join(found['new_error_types']) or 'none'}; new tools: "
+        f"{', '.join(found['new_tools']) or 'none'}")
+    return {"changes": found}
 
 
 def census_issues(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str, Any]:
@@ -464,7 +510,8 @@ def report(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str,
 
     path = state.get("report_path") or os.path.join(ctx.report_dir, "insights-report.md")
     say(f"writing the report to {path}")
-    write_report(ctx.client, state["experiment_id"], state["run_id"], path,
+    write_report(windows.reader(ctx.client, Window.of(state)), state["experiment_id"],
+                 state["run_id"], path,
                  usage=_analyst(ctx, state).usage())
     return _mark(ctx, state, "report")
 

@@ -21,6 +21,11 @@ class AnalysisState(TypedDict, total=False):
     hypotheses_declined: bool
     # Model calls and tokens spent so far (also in the analysis metadata): one budget per analysis.
     model_usage: dict[str, int]
+    # The traces this analysis reads: {"since_ms", "until_ms", "traces"}; since_ms None reads
+    # the whole experiment (see window.py). Also in the analysis metadata, for --since-last.
+    window: dict[str, Any]
+    # The analysis this one is compared with ("what changed"), when it reads a window.
+    previous_run_id: str
 
 
 @dataclass
