@@ -86,7 +86,8 @@ class InsightsMCP(FastMCP):
             return await super().call_tool(name, arguments)
         except ToolError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ValidationError):
+            if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
+                # FastMCP's model of the tool's arguments: refused before the tool ran.
                 raise ToolError(argument_error(name, cause)) from None
             if isinstance(cause, InsightsError):
                 raise ToolError(f"{name} failed: {insights_error_text(cause)}") from None
