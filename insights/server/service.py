@@ -182,7 +182,8 @@ def bulk_update_issues(client: InsightsClient, experiment_id: str, issue_ids: li
         cur = known[iid]
         new_status = status if status is not None and status != cur.status else None
         new_severity = severity if severity is not None and severity != cur.severity else None
-        row: dict[str, Any] = {"issue_id": iid, "ok": True, "changed": bool(new_status or new_severity)}
+        row: dict[str, Any] = {"issue_id": iid, "ok": True,
+                               "changed": bool(new_status or new_severity)}
         if row["changed"]:
             try:
                 cur = client.update_issue(issue_id=iid, experiment_id=experiment_id,

@@ -268,9 +268,12 @@ def test_hypotheses_paged_and_traces_examined(ui):
     expect(page.locator("[data-testid=traces-examined]")).to_have_text("6 traces examined",
                                                                        timeout=10_000)
     expect(page.locator("[data-testid=progress]")).to_contain_text("6 traces examined")
+    client.create_hypothesis(s.run_id, "Arrived while watching page 1")
+    page.wait_for_selector(".toast >> text=1 new hypothesis on another page", timeout=5000)
+    expect(page.locator("[data-testid=hyp-page-info]")).to_have_text("1–20 of 23")
     page.click("[data-testid=hyp-page-info] ~ button")
-    expect(page.locator("[data-testid=hyp-page-info]")).to_have_text("21–22 of 22")
-    expect(page.locator("[data-testid=hypothesis]")).to_have_count(2)
+    expect(page.locator("[data-testid=hyp-page-info]")).to_have_text("21–23 of 23")
+    expect(page.locator("[data-testid=hypothesis]")).to_have_count(3)
     assert page.locator("[data-testid=hypothesis] .statement").all_inner_texts() == [
-        "Paged hypothesis 19", "Paged hypothesis 20"]
+        "Paged hypothesis 19", "Paged hypothesis 20", "Arrived while watching page 1"]
     shot(page, "run-detail-paged.png")

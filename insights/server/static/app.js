@@ -546,6 +546,7 @@ async function runDetail(main, runId, params) {
   const open = new Set(params.get("h") ? [params.get("h")] : []);
   const cards = new Map(); // hypothesis_id -> {json, el}
   let known = null; // hypothesis_id -> evidence_count from the last poll
+  let knownTotal = null; // hypotheses in the run (all pages) at the last poll
   const header = h("div"); const exportBox = h("div");
   const liveTag = h("span", { class: "live", hidden: true, "data-testid": "live-indicator" }, "Live");
   const list = h("div", { "data-testid": "hypotheses", "aria-label": "Hypotheses", "data-filter": "all" });
@@ -649,6 +650,12 @@ async function runDetail(main, runId, params) {
         else if (hy.evidence_count > known.get(hy.hypothesis_id)) toast(`New evidence (${hy.evidence_count - known.get(hy.hypothesis_id)}) on: ${hy.statement.slice(0, 60)}`);
       }
     }
+    const totalNow = hs.total_count ?? hyps.length;
+    if (known && knownTotal !== null && totalNow > knownTotal) {
+      const here = hyps.filter((hy) => !known.has(hy.hypothesis_id)).length;
+      if (totalNow - knownTotal > here) toast(`${plural(totalNow - knownTotal - here, "new hypothesis", "new hypotheses")} on another page`);
+    }
+    knownTotal = totalNow;
     known = new Map(hyps.map((hy) => [hy.hypothesis_id, hy.evidence_count]));
     // keyed update: only cards whose data changed are rebuilt
     const seen = new Set();
