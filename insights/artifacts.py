@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import yaml
 from mlflow.exceptions import MlflowException
 
+from insights import yamlio
 from insights.compat import download_artifact_file
 from insights.errors import (
     InsightsError,
@@ -72,14 +73,12 @@ def _first_line(text: str) -> str:
     return line[:300]
 
 
-# libyaml's C loader and dumper are ~10x faster; both are still the safe variants.
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _parsed: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 
 def dump_yaml(data: dict[str, Any]) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    """YAML text of an entity file (long evidence lists one JSON-shaped line per entry)."""
+    return yamlio.dump(data)
 
 
 def write_yaml(client, run_id: str, path: str, data: dict[str, Any]) -> None:
@@ -148,7 +147,7 @@ def _load_settled(path: Path, where: str, attempts: int = 5) -> dict[str, Any]:
 def parse(text: str, where: str) -> dict[str, Any]:
     """The mapping a YAML entity file holds; ``StorageError`` naming ``where`` otherwise."""
     try:
-        data = yaml.load(text, Loader=Loader)
+        data = yamlio.load(text)
     except yaml.YAMLError as exc:
         raise StorageError(f"{where} is not valid YAML: {_first_line(str(exc))}") from None
     if data is None:

@@ -36,7 +36,7 @@ from typing import Any, Callable, NamedTuple
 
 import yaml
 
-from insights import artifacts
+from insights import artifacts, yamlio
 from insights.errors import InsightsError, StorageError
 from insights.models import now_ms, to_ms
 
@@ -276,7 +276,7 @@ def _read_folder(client, run_id: str, folder: str) -> tuple[list[Entry], list[tu
 def _read_change(path: Path) -> dict[str, Any] | None:
     """A complete change file always has an 'op'; anything else was caught mid-write."""
     try:
-        data = yaml.load(path.read_text(), Loader=artifacts.Loader)
+        data = yamlio.load(path.read_text())
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) and data.get("op") else None

@@ -129,6 +129,10 @@ def test_spec_files_from_another_tool_are_listed_got_and_updated_without_losing_
             elif key == "evidence":
                 assert after[key][0] == value[0], path  # the original entry, untouched
                 assert len(after[key]) == 2
+            elif key == "metadata" and "history" in after[key]:
+                # the severity change is noted in the history; every other key untouched
+                assert {k: v for k, v in after[key].items() if k != "history"} == value, path
+                assert after[key]["history"][-1]["to"] == "CRITICAL"
             elif key != "updated_at":
                 assert after[key] == value, (path, key)
         assert journal.to_ms(after["updated_at"]) > journal.to_ms(before["updated_at"])
