@@ -94,6 +94,9 @@ def run(
                                     "the last completed analysis and report what changed."),
     since: Optional[str] = typer.Option(None, "--since", help="Analyze only the traces from this "
                                         "time (epoch ms or ISO date/time) and report what changed."),
+    publish: bool = typer.Option(False, "--publish", help="When the analysis completes, write "
+                                 "its experiment's issues into MLflow's own Issues "
+                                 "(as mlflow-insights publish-issues does)."),
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
@@ -107,7 +110,7 @@ def run(
     console = Console(stderr=output == Output.json)
     try:
         summary = _run(console, experiment_id, focus, model, max_model_calls, yes, report,
-                       log_assessments, tracking_uri, resume, (since_last, since_ms))
+                       log_assessments, tracking_uri, resume, (since_last, since_ms), publish)
     except InsightsError as exc:
         _fail(str(exc).splitlines()[0], exc.exit_code)
     except ValueError as exc:
@@ -135,7 +138,7 @@ def _window_options(since_last: bool, since: Optional[str], resume: Optional[str
 
 
 def _run(console, experiment_id, focus, model, max_calls, yes, report, log_assessments,
-         tracking_uri, resume, window_options=(False, None)) -> dict[str, Any]:
+         tracking_uri, resume, window_options=(False, None), publish=False) -> dict[str, Any]:
     from insights import InsightsClient
     from workflows.analyze_experiment import WorkflowContext
 
@@ -160,9 +163,21 @@ def _run(console, experiment_id, focus, model, max_calls, yes, report, log_asses
             return _nothing_new(experiment_id, window)
         first = window.as_state() if window is not None else {}
         state = _drive(console, client, ctx, experiment_id, resume, yes, first)
-        return _summary(client, state, analyst)
+        summary = _summary(client, state, analyst)
+        if publish and summary.get("phase") == "complete":
+            summary["published"] = _publish(console, client, summary["experiment_id"])
+        return summary
     finally:
         client.close()  # the analytics sessions write their caches
+
+
+def _publish(console, client, experiment_id: str) -> list[dict[str, Any]]:
+    """The completed analysis's issues into MLflow's native Issues (created or updated)."""
+    results = client.publish_issues(experiment_id)
+    changed = sum(1 for r in results if r.get("action") != "unchanged")
+    console.print(f"Published {len(results)} issues to MLflow's Issues ({changed} created or "
+                  "updated).", markup=False)
+    return results
 
 
 def _resolve_window(console, client, experiment_id, since_last: bool, since_ms: Optional[int]):

@@ -1,0 +1,59 @@
+"""`insights-agent run --publish`: a completed analysis writes its experiment's issues into
+MLflow's native Issues; a second run updates them instead of adding twins. Real SQLite store
+(the demo app's), the real CLI, the offline analyst, MLflow's own store read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from typer.testing import CliRunner
+
+from insights import InsightsClient
+from tests.workflow.conftest import Store
+
+
+def _run(store: Store, tmp: Path) -> dict:
+    from agent.cli import app
+
+    result = CliRunner().invoke(app, [
+        "run", "--experiment-id", store.experiment_id, "--tracking-uri", store.uri, "--yes",
+        "--report", str(tmp / "report.md"), "--publish", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _native(store: Store) -> list:
+    from insights.compat import tracing_store
+
+    return list(tracing_store(mlflow.MlflowClient(store.uri)).search_issues(
+        experiment_id=store.experiment_id, max_results=1000))
+
+
+def test_run_publish_writes_every_issue_once_and_a_second_run_updates(small_store: Store,
+                                                                      tmp_path: Path):
+    first = _run(small_store, tmp_path)
+    ours = InsightsClient(small_store.uri).list_issues(small_store.experiment_id)
+    native = _native(small_store)
+    assert first["published"] and len(native) == len(ours) == len(first["published"])
+    assert {n.issue_id for n in native} == {r["mlflow_issue_id"] for r in first["published"]}
+    assert all(f"insights-issue-id: {i.issue_id}" in
+               next(n.description for n in native
+                    if n.issue_id == i.metadata["mlflow_issue"]["id"]) for i in ours)
+
+    second = _run(small_store, tmp_path)
+    ours = InsightsClient(small_store.uri).list_issues(small_store.experiment_id)
+    assert len(_native(small_store)) == len(ours)        # the second run merged, no twins
+    assert {r["mlflow_issue_id"] for r in second["published"]} == {n.issue_id for n in native}
+
+
+def test_run_without_publish_writes_no_native_issue(small_store: Store, tmp_path: Path):
+    from agent.cli import app
+
+    result = CliRunner().invoke(app, [
+        "run", "--experiment-id", small_store.experiment_id, "--tracking-uri", small_store.uri,
+        "--yes", "--report", str(tmp_path / "report.md"), "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert "published" not in json.loads(result.stdout)
+    assert _native(small_store) == []
