@@ -95,8 +95,42 @@ def read_yaml(client, run_id: str, path: str) -> dict[str, Any] | None:
     return None if text is None else parse(text, _where(path, run_id))
 
 
+_artifact_uris: dict[tuple[str, str], str] = {}
+
+
+def _local_root(client, run_id: str) -> Path | None:
+    """The run's artifact folder when it is on this machine's disk, else None.
+
+    Why: every MLflow artifact call on a ``runs:/`` path looks the run up again (several
+    queries) and copies the file to a temporary folder; an update reads a snapshot and a
+    journal folder, so on a local store most of its time went there. A run's artifact URI
+    never changes, so it is looked up once per process.
+    """
+    key = (str(getattr(client, "tracking_uri", "")), run_id)
+    uri = _artifact_uris.get(key)
+    if uri is None:
+        with store_errors("reading the run"):
+            uri = client.get_run(run_id).info.artifact_uri or ""
+        if len(_artifact_uris) > 10_000:
+            _artifact_uris.clear()
+        _artifact_uris[key] = uri
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(uri).path))
+    if uri and "://" not in uri and ":" not in uri.split("/")[0]:
+        return Path(uri)
+    return None
+
+
 def read_text(client, run_id: str, path: str) -> str | None:
     """Read one text artifact, or ``None`` if it does not exist."""
+    root = _local_root(client, run_id)
+    if root is not None:
+        try:
+            return (root / path).read_text()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with store_errors("reading artifact"):
@@ -244,7 +278,12 @@ def local_artifact_dir(artifact_uri: str | None) -> str | None:
 
 
 def download_dir(client, run_id: str, folder: str, dst: str) -> str | None:
-    """Download an artifact folder; ``None`` when it does not exist."""
+    """Download an artifact folder; ``None`` when it does not exist.
+
+    On a local artifact store the folder itself is returned (read it, do not change it)."""
+    root = _local_root(client, run_id)
+    if root is not None:
+        return str(root / folder) if (root / folder).is_dir() else None
     try:
         with store_errors("reading artifacts"):
             local = client.download_artifacts(run_id, folder, dst)
@@ -257,6 +296,13 @@ def download_dir(client, run_id: str, folder: str, dst: str) -> str | None:
 
 def list_sizes(client, run_id: str, folder: str) -> list[tuple[str, int]]:
     """(name, size) of the files directly in ``folder``, sorted by name."""
+    root = _local_root(client, run_id)
+    if root is not None:
+        try:
+            with os.scandir(root / folder) as it:
+                return sorted((e.name, e.stat().st_size) for e in it if e.is_file())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
     with store_errors("listing artifacts"):
         infos = client.list_artifacts(run_id, folder)
     return sorted((os.path.basename(i.path), int(i.file_size or 0)) for i in infos if not i.is_dir)

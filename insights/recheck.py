@@ -14,7 +14,7 @@ and records one of:
 - ``no new traces``: no traces at all since then (nothing to tell).
 
 Each result goes in the issue's ``metadata["history"]`` (event ``recheck``) and
-``metadata["last_check"]``. One Trace SQL query per issue.
+``metadata["last_check"]``. One Trace SQL query counts every issue.
 """
 
 from __future__ import annotations
@@ -70,48 +70,75 @@ def recheck(client, experiment_id: str | None, since_ms: int | None = None,
             issue_ids: list[str] | None = None) -> list[dict[str, Any]]:
     """Recheck every OPEN issue with a signature; return one result per issue (and record it).
 
-    ``experiment_id`` None: ``MLFLOW_EXPERIMENT_ID``."""
+    ``experiment_id`` None: ``MLFLOW_EXPERIMENT_ID``. Every issue is counted in one query (one
+    pass over the traces); if that query fails, each issue is counted alone, so one broken
+    signature reports an error without hiding the others."""
     experiment_id = client._experiment(experiment_id)
     if since_ms is not None and (not isinstance(since_ms, int) or isinstance(since_ms, bool)
                                  or since_ms < 0):
         raise InvalidInputError(f"since_ms must be epoch milliseconds, got {since_ms!r}")
-    results: list[dict[str, Any]] = []
-    end = None
-    for issue in client.list_issues(experiment_id):
-        if issue_ids is not None and issue.issue_id not in issue_ids:
-            continue
-        sig = (issue.metadata or {}).get("signature")
-        if IssueStatus(issue.status) != IssueStatus.OPEN or not isinstance(sig, dict) \
-                or not sig.get("where"):
-            continue
-        if end is None:   # the span "since" covers: up to now, or the newest trace if later
-            newest = client.execute_sql(experiment_id, "SELECT max(request_time_ms) FROM traces",
-                                        max_rows=1).rows[0][0]
-            end = max(now_ms(), int(newest or 0) + 1)
-        results.append(_recheck_one(client, experiment_id, issue, sig, since_ms, end))
-    return results
+    todo = [(issue, sig) for issue in client.list_issues(experiment_id)
+            if (issue_ids is None or issue.issue_id in issue_ids)
+            and IssueStatus(issue.status) == IssueStatus.OPEN
+            and isinstance(sig := (issue.metadata or {}).get("signature"), dict)
+            and sig.get("where")]
+    if not todo:
+        return []
+    # the span "since" covers: up to now, or the newest trace if later
+    newest = client.execute_sql(experiment_id, "SELECT max(request_time_ms) FROM traces",
+                                max_rows=1).rows[0][0]
+    end = max(now_ms(), int(newest or 0) + 1)
+    windows = [_window(issue, since_ms, end) for issue, _ in todo]
+    counts = _count_all(client, experiment_id, [sig["where"] for _, sig in todo], windows)
+    return [_record(client, experiment_id, issue, sig, window, row)
+            for (issue, sig), window, row in zip(todo, windows, counts)]
 
 
-def _recheck_one(client, experiment_id: str, issue: Issue, sig: dict[str, Any],
-                 since_ms: int | None, end: int) -> dict[str, Any]:
-    now = now_ms()
+def _window(issue: Issue, since_ms: int | None, end: int) -> tuple[int, int]:
+    """(since, start): the span rechecked, and the start of a span as long just before it."""
     since = default_since(issue) if since_ms is None else since_ms
-    span = max(end - since, 1)
-    start = since - span
-    where = sig["where"]
+    return since, since - max(end - since, 1)
+
+
+def _sums(where: str, since: int, start: int) -> list[str]:
+    return [f"sum(CASE WHEN request_time_ms >= {since} THEN 1 ELSE 0 END)",
+            f"sum(CASE WHEN request_time_ms >= {since} AND ({where}) THEN 1 ELSE 0 END)",
+            f"sum(CASE WHEN request_time_ms >= {start} AND request_time_ms < {since} "
+            "THEN 1 ELSE 0 END)",
+            f"sum(CASE WHEN request_time_ms >= {start} AND request_time_ms < {since} "
+            f"AND ({where}) THEN 1 ELSE 0 END)"]
+
+
+def _count_all(client, experiment_id: str, wheres: list[str],
+               windows: list[tuple[int, int]]) -> list[tuple[int, ...] | str]:
+    """Per issue (traces, count, traces_before, count_before), or the error met counting it."""
+    columns = [c for w, (since, start) in zip(wheres, windows) for c in _sums(w, since, start)]
+    try:
+        row = client.execute_sql(experiment_id, f"SELECT {', '.join(columns)} FROM traces",
+                                 max_rows=1).rows[0]
+        return [tuple(int(v or 0) for v in row[i:i + 4]) for i in range(0, len(row), 4)]
+    except InsightsError:
+        if len(wheres) == 1:
+            raise
+    out: list[tuple[int, ...] | str] = []
+    for where, window in zip(wheres, windows):
+        try:
+            out.append(_count_all(client, experiment_id, [where], [window])[0])
+        except InsightsError as exc:
+            out.append(str(exc).splitlines()[0] if str(exc) else "query failed")
+    return out
+
+
+def _record(client, experiment_id: str, issue: Issue, sig: dict[str, Any],
+            window: tuple[int, int], row: tuple[int, ...] | str) -> dict[str, Any]:
+    """The result for one issue, written into its history and last check."""
+    now = now_ms()
+    since, _ = window
     out: dict[str, Any] = {"issue_id": issue.issue_id, "title": issue.title,
                            "signature_key": sig.get("key"), "since": since}
-    try:
-        row = client.execute_sql(experiment_id, (
-            f"SELECT sum(CASE WHEN request_time_ms >= {since} THEN 1 ELSE 0 END) AS traces, "
-            f"sum(CASE WHEN request_time_ms >= {since} AND ({where}) THEN 1 ELSE 0 END) AS n, "
-            f"sum(CASE WHEN request_time_ms >= {start} AND request_time_ms < {since} "
-            "THEN 1 ELSE 0 END) AS traces_before, "
-            f"sum(CASE WHEN request_time_ms >= {start} AND request_time_ms < {since} "
-            f"AND ({where}) THEN 1 ELSE 0 END) AS n_before FROM traces"), max_rows=1).rows[0]
-    except InsightsError as exc:
-        return {**out, "result": "error", "error": str(exc).splitlines()[0] if str(exc) else ""}
-    traces, count, traces_before, count_before = (int(v or 0) for v in row)
+    if isinstance(row, str):
+        return {**out, "result": "error", "error": row}
+    traces, count, traces_before, count_before = row
     rate = count / traces if traces else None
     before_rate = count_before / traces_before if traces_before else None
     earlier = before_rate if count_before else earlier_share(issue)
