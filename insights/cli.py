@@ -422,14 +422,40 @@ def execute_sql(
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", help="Memory cap, e.g. 2GB (default 1GB, or INSIGHTS_SQL_MEMORY)."),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Rows returned at most."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", envvar="INSIGHTS_ENGINE",
+        help="duckdb (default: a local cached copy) or spark (the query runs as written)."),
+    table: Optional[str] = typer.Option(
+        None, "--table", help="Spark only: a Parquet/Delta path or catalog table with the "
+        "traces schema, instead of the experiment exported to Parquet."),
+    spark_remote: Optional[str] = typer.Option(
+        None, "--spark-remote", envvar="INSIGHTS_SPARK_REMOTE",
+        help="Spark Connect server, sc://HOST:PORT."),
+    spark_master: Optional[str] = typer.Option(
+        None, "--spark-master", help="Spark master URL (default local[2])."),
     output: Output = OutputOpt,
 ) -> None:
     result = _client().execute_sql(experiment_id, sql, max_rows=max_rows, timeout=timeout,
-                                   max_memory=max_memory)
+                                   max_memory=max_memory, engine=engine, table=table,
+                                   spark_remote=spark_remote, spark_master=spark_master)
     emit(output, result.to_dict(), lambda: render.sql_table(result.columns, result.rows))
     if result.truncated and output == Output.table:
         render.console.print(f"showing first {len(result.rows)} rows; result truncated "
                              "(raise with --max-rows)", markup=False, highlight=False)
+
+
+@command("mlflow-insights export-traces --experiment-id 1 --out ./traces-parquet")
+def export_traces(
+    out: str = typer.Option(..., "--out", help="Folder for the Parquet files (created)."),
+    experiment_id: Optional[str] = ExperimentOpt,
+    output: Output = OutputOpt,
+) -> None:
+    """Write the experiment's traces as Parquet in the `traces` table's schema, partitioned by
+    day (OUT/day=YYYY-MM-DD/), for Spark; later calls add only traces not yet exported.
+    Traces still IN_PROGRESS wait until they finish."""
+    result = _client().export_traces(experiment_id, out).to_dict()
+    emit(output, result, lambda: (f"Wrote {result['written']} new traces to "
+                                  f"{escape(result['out'])} ({result['total']} in total)"))
 
 
 @command("mlflow-insights cohort-stats --experiment-id 1 --cohort \"length(request) > 500\" "

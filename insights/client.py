@@ -592,9 +592,31 @@ class InsightsClient:
 
     def execute_sql(self, experiment_id: str | None = None, sql: str = "", *,
                     max_rows: int | None = 10_000, timeout: float | None = None,
-                    max_memory: str | None = None) -> Any:
+                    max_memory: str | None = None, engine: str | None = None,
+                    table: str | None = None, spark_remote: str | None = None,
+                    spark_master: str | None = None) -> Any:
         """Run a read-only Spark SQL query over the experiment's ``traces`` table, within a
-        time limit (seconds) and memory cap (e.g. "2GB"); see insights.analytics.sql."""
+        time limit (seconds) and memory cap (e.g. "2GB"); see insights.analytics.sql.
+
+        ``engine`` "duckdb" (default, or $INSIGHTS_ENGINE) or "spark": on Spark the query runs
+        as written over the experiment exported to Parquet, or over ``table`` (a Parquet or
+        Delta path or catalog table in the `traces` schema; then no experiment is needed),
+        on ``spark_remote`` (sc://HOST:PORT), ``spark_master`` or a local Spark.
+        """
+        from insights.analytics.spark_engine import resolve_engine
+
+        if resolve_engine(engine) == "spark":
+            from insights.analytics.spark_engine import execute_sql_spark
+
+            session = None
+            if not table:
+                experiment_id = self._experiment(experiment_id)
+                self._check_experiment(experiment_id)
+                session = self.analytics_session(experiment_id)
+            return execute_sql_spark(sql, session=session, table=table, remote=spark_remote,
+                                     master=spark_master, max_rows=max_rows, timeout=timeout)
+        if table or spark_remote or spark_master:
+            raise InvalidInputError("--table, --spark-remote and --spark-master need --engine spark")
         from insights.analytics import execute_sql
 
         experiment_id = self._experiment(experiment_id)
@@ -675,6 +697,17 @@ class InsightsClient:
 
         return publish_issues(self, experiment_id,
                               None if issue_ids is None else list(issue_ids), link_traces)
+
+    def export_traces(self, experiment_id: str | None, out: str, progress: Any = None) -> Any:
+        """Write the experiment's finished traces as Parquet under ``out`` in the `traces`
+        table's schema, partitioned by day (``out/day=YYYY-MM-DD/``); a later call adds only
+        traces not yet there. Returns an ``ExportResult`` (see insights.analytics.export)."""
+        from insights.analytics.export import check_out_dir, export_traces
+
+        check_out_dir(out)
+        experiment_id = self._experiment(experiment_id)
+        self._check_experiment(experiment_id)
+        return export_traces(self.analytics_session(experiment_id), out, progress)
 
 
 # ---------------------------------------------------------------------- module helpers

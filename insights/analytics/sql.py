@@ -344,6 +344,8 @@ def to_duckdb(tree: exp.Expression, view: str) -> str:
             alias = table.alias or "traces"
             table.set("this", exp.to_identifier(view))
             table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    for q in list(tree.find_all(exp.Quantile)):  # Spark's percentile() interpolates
+        q.replace(exp.Anonymous(this="quantile_cont", expressions=[q.this, q.args["quantile"]]))
     try:
         duck = sqlglot.parse_one(tree.sql(dialect="duckdb"), read="duckdb")
         return _fast_unnest(duck).sql(dialect="duckdb")

@@ -1,0 +1,268 @@
+"""Trace SQL on Spark: the same read-only queries, run as written by Spark SQL.
+
+Why: Trace SQL is Spark SQL already, and experiments too big for one machine live where Spark
+runs. DuckDB stays the embedded default; ``engine="spark"`` (``--engine spark``,
+``$INSIGHTS_ENGINE``) sends a query here instead.
+
+Data: either the experiment's traces exported (incrementally, see ``export``) into a folder
+beside the DuckDB cache and read back as Parquet, or ``table``: an existing Parquet or Delta
+path, or a catalog table name, with the `traces` schema. Either way it is the temp view
+``traces`` the query reads.
+
+Safety: a query passes the DuckDB path's guard (``sql.parse_query``: one SELECT/WITH that reads
+only `traces`) plus a refusal of Spark's functions that call into the JVM; it then runs under
+a time limit (``interruptAll`` from a timer) and only ``max_rows`` rows are collected.
+
+Results: collected rows are converted as the DuckDB path converts them for JSON (timestamps
+as ISO strings, structs and maps as objects, decimals as floats), so both engines answer with
+the same columns and values. pyspark is imported only here, and only when a query runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from insights.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from insights.analytics.session import AnalyticsSession
+    from insights.analytics.sql import SqlResult
+
+ENGINE_ENV = "INSIGHTS_ENGINE"
+ENGINES = ("duckdb", "spark")
+DEFAULT_MASTER = "local[2]"
+DRIVER_MEMORY_ENV = "INSIGHTS_SPARK_DRIVER_MEMORY"
+# Spark functions that reach outside the query: static Java method calls, file names.
+_DENIED_SPARK_FUNCTIONS = ("reflect", "java_method", "try_reflect", "input_file_name",
+                           "input_file_block_start", "input_file_block_length", "current_user",
+                           "session_user", "user", "version")
+
+_JSON_PATH_LITERAL = re.compile(r"'\$[^'\\]*'")  # a single-quoted literal starting with $
+_JSON_KEY_STEP = re.compile(r'\["([^"\[\]]+)"\]')
+_lock = threading.RLock()  # one query at a time owns the `traces` temp view
+_spark: dict[str, Any] = {"session": None, "key": None}
+
+SPARK_TRACES_SCHEMA = (
+    "trace_id STRING, request_time TIMESTAMP_NTZ, request_time_ms BIGINT, "
+    "execution_time_ms BIGINT, state STRING, request STRING, response STRING, "
+    "response_empty BOOLEAN, trace_name STRING, session_id STRING, "
+    "tags MAP<STRING, STRING>, metadata MAP<STRING, STRING>, input_tokens BIGINT, "
+    "output_tokens BIGINT, total_tokens BIGINT, total_cost DOUBLE, "
+    "spans ARRAY<STRUCT<start_time_ms: DOUBLE, span_id: STRING, parent_id: STRING, "
+    "name: STRING, span_type: STRING, status_code: STRING, status_message: STRING, "
+    "end_time_ms: DOUBLE, duration_ms: DOUBLE, inputs: STRING, outputs: STRING, "
+    "attributes: STRING, events: STRING>>, "
+    "assessments ARRAY<STRUCT<name: STRING, value: STRING, source_type: STRING, "
+    "rationale: STRING>>")
+
+
+def resolve_engine(engine: str | None) -> str:
+    """``engine``, else $INSIGHTS_ENGINE, else duckdb; anything else is refused."""
+    value = engine if engine is not None else os.environ.get(ENGINE_ENV) or "duckdb"
+    name = str(value).strip().lower()
+    if name not in ENGINES:
+        raise InvalidInputError(f"unknown engine {value!r}; use one of: {', '.join(ENGINES)}")
+    return name
+
+
+def spark_session(remote: str | None = None, master: str | None = None) -> SparkSession:
+    """This process's SparkSession, started on first use and then kept.
+
+    ``remote`` (``sc://host:port``) connects to a Spark Connect server; otherwise a classic
+    session on ``master`` (default ``local[2]``). One process keeps one session: asking for a
+    different one later is refused rather than silently answered by the first.
+    """
+    if remote and master:
+        raise InvalidInputError("pass either --spark-remote or --spark-master, not both")
+    if remote and not str(remote).startswith("sc://"):
+        raise InvalidInputError(f"--spark-remote must look like sc://HOST:PORT, got {remote!r}")
+    key = f"remote={remote}" if remote else f"master={master or DEFAULT_MASTER}"
+    with _lock:
+        if _spark["session"] is not None:
+            if _spark["key"] != key:
+                raise InvalidInputError(f"this process already runs Spark with {_spark['key']}; "
+                                        f"cannot switch to {key}")
+            return _spark["session"]
+        _spark["session"] = _start(remote, master or DEFAULT_MASTER)
+        _spark["key"] = key
+        return _spark["session"]
+
+
+def _start(remote: str | None, master: str) -> SparkSession:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InvalidInputError("the Spark engine needs pyspark: pip install "
+                                "'insights-agent[spark]'") from None
+    if remote:
+        return SparkSession.builder.remote(remote).getOrCreate()
+    if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise InvalidInputError("the Spark engine needs Java 17+ (java not found on PATH and "
+                                "JAVA_HOME unset)")
+    builder = (SparkSession.builder.master(master).appName("insights-agent")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "4")
+               .config("spark.sql.parquet.inferTimestampNTZ.enabled", "true")
+               .config("spark.driver.memory", os.environ.get(DRIVER_MEMORY_ENV, "2g")))
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def stop_spark() -> None:
+    """Stop this process's SparkSession (tests, or a long-lived process shutting down)."""
+    with _lock:
+        if _spark["session"] is not None:
+            _spark["session"].stop()
+        _spark["session"], _spark["key"] = None, None
+
+
+def export_dir(session: AnalyticsSession) -> Path:
+    """Where an experiment's traces are exported for Spark: beside its DuckDB cache file."""
+    return session.path.with_name(session.path.stem + "-parquet")
+
+
+def traces_frame(spark: SparkSession, session: AnalyticsSession | None = None,
+                 table: str | None = None) -> DataFrame:
+    """The `traces` data: ``table`` as given, else the session's experiment exported to
+    Parquet (only traces new since the last export are written)."""
+    if table:
+        return _table_frame(spark, table)
+    if session is None:
+        raise InvalidInputError("the Spark engine needs an experiment id or --table")
+    from insights.analytics.export import export_traces
+
+    out = export_dir(session)
+    export_traces(session, out)
+    if not any(out.glob("day=*/*.parquet")):
+        return spark.createDataFrame([], SPARK_TRACES_SCHEMA)
+    return spark.read.parquet(str(out)).drop("day")
+
+
+def _table_frame(spark: SparkSession, table: str) -> DataFrame:
+    """A Parquet/Delta path (local, or any URI Spark reads), else a catalog table name."""
+    from pyspark.errors import PySparkException
+
+    is_path = "/" in table or "\\" in table or "://" in table
+    try:
+        if not is_path:
+            return spark.table(table)
+        local = Path(table.removeprefix("file://")).expanduser()
+        if "://" not in table or table.startswith("file://"):
+            if not local.exists():
+                raise InvalidInputError(f"--table {table}: no such file or directory")
+            if (local / "_delta_log").is_dir():
+                return spark.read.format("delta").load(str(local))
+            df = spark.read.parquet(str(local))
+        else:
+            df = spark.read.parquet(table)
+        return df.drop("day") if "day" in df.columns and "trace_id" in df.columns else df
+    except PySparkException as exc:
+        raise InvalidInputError(f"--table {table}: {_one_line(str(exc))}") from None
+
+
+def execute_sql_spark(sql: str, *, session: AnalyticsSession | None = None,
+                      table: str | None = None, remote: str | None = None,
+                      master: str | None = None, max_rows: int | None = 10_000,
+                      timeout: float | None = None) -> SqlResult:
+    """Run one read-only Spark SQL query over `traces` on Spark, as written.
+
+    Same guard and result shape as ``sql.execute_sql``; the DuckDB memory cap does not apply.
+    """
+    from insights.analytics.sql import SqlResult, parse_query, sql_limits
+
+    seconds, _memory = sql_limits(timeout, None)
+    if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                 or max_rows < 1):
+        raise InvalidInputError(f"max_rows must be a positive integer, got {max_rows!r}")
+    tree = parse_query(sql)
+    _check_spark_functions(tree)
+    sql = spark_json_paths(sql)
+    spark = spark_session(remote, master)
+    with _lock:
+        traces_frame(spark, session, table).createOrReplaceTempView("traces")
+        rows, columns = _collect(spark, sql, max_rows, seconds)
+    truncated = max_rows is not None and len(rows) > max_rows
+    return SqlResult(columns, [[jsonable(v) for v in r] for r in rows[:max_rows]], truncated)
+
+
+def _collect(spark: SparkSession, sql: str, max_rows: int | None,
+             seconds: float) -> tuple[list, list[str]]:
+    """Run ``sql`` with a timer that interrupts it; at most ``max_rows + 1`` rows collected."""
+    from pyspark.errors import PySparkException
+
+    fired = threading.Event()
+
+    def interrupt() -> None:
+        fired.set()
+        try:
+            spark.interruptAll()
+        except Exception:  # noqa: BLE001 - older classic sessions: cancel the jobs instead
+            spark.sparkContext.cancelAllJobs()
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        df = spark.sql(sql)
+        limited = df if max_rows is None else df.limit(max_rows + 1)
+        return limited.collect(), list(df.columns)
+    except (PySparkException, Exception) as exc:  # py4j errors are not PySparkExceptions
+        if fired.is_set():
+            raise InvalidInputError(f"query exceeded the {seconds:g} s time limit (raise with "
+                                    "--timeout or $INSIGHTS_SQL_TIMEOUT)") from None
+        if isinstance(exc, InvalidInputError):
+            raise
+        raise InvalidInputError(f"Spark SQL error: {_one_line(str(exc))}") from None
+    finally:
+        timer.cancel()
+
+
+def spark_json_paths(sql: str) -> str:
+    """The one change made to a query: in a '$...' literal, JSON path steps ``["key"]`` (the form the
+    schema help and the agent use for keys with dots; DuckDB reads it) become ``['key']``,
+    the form Spark's get_json_object reads. Spark would silently return NULL otherwise.
+    The quotes are backslash-escaped, valid inside either kind of Spark string literal."""
+    def path(m: re.Match) -> str:
+        return _JSON_KEY_STEP.sub(lambda k: f"[\\'{k.group(1)}\\']", m.group(0))
+
+    return _JSON_PATH_LITERAL.sub(path, sql)
+
+
+def _check_spark_functions(tree: Any) -> None:
+    from sqlglot import exp
+
+    for func in tree.find_all(exp.Func):
+        name = str(func.this).lower() if isinstance(func, exp.Anonymous) else func.sql_name().lower()
+        if name in _DENIED_SPARK_FUNCTIONS:
+            raise InvalidInputError(f"function {name}() is not allowed in trace SQL")
+
+
+def jsonable(v: Any) -> Any:
+    """A collected Spark value as the DuckDB path returns it: Rows become dicts, then the
+    same conversion (``sql._jsonable``) applies."""
+    from pyspark.sql import Row
+
+    from insights.analytics.sql import _jsonable
+
+    if isinstance(v, Row):
+        return {k: jsonable(x) for k, x in v.asDict(recursive=False).items()}
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    return _jsonable(v)
+
+
+def _one_line(msg: str) -> str:
+    from insights.analytics.sql import _one_line as one
+
+    return one(msg.replace("\n", " "))

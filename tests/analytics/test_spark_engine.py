@@ -1,0 +1,224 @@
+"""Trace SQL on Spark: the same answers as DuckDB, the Parquet export, and refusals.
+
+Real parts only: a real MLflow SQLite store, a real local Spark (``local[2]``) started once
+for the module. Skipped, with the reason, only when pyspark or Java is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import log_agent_traces, log_feedback, new_sqlite_store, tracking
+from insights.analytics import AnalyticsSession, execute_sql
+from insights.analytics.export import export_traces
+from insights.errors import InvalidInputError
+
+pytest.importorskip("pyspark", reason="pyspark is not installed (pip install '.[spark]')")
+if not shutil.which("java"):
+    pytest.skip("Java is not installed (the Spark engine needs Java 17+)", allow_module_level=True)
+
+from insights.analytics import spark_engine  # noqa: E402
+from insights.cli import app  # noqa: E402
+
+pytestmark = pytest.mark.spark
+
+# Spec-style queries; names in the ids say what each exercises.
+QUERIES = {
+    "count_by_state": "SELECT state, count(*) AS n FROM traces GROUP BY state",
+    "latency_percentiles": (
+        "SELECT percentile(execution_time_ms, 0.5) AS p50, "
+        "percentile(execution_time_ms, 0.95) AS p95, avg(execution_time_ms) AS mean, "
+        "max(execution_time_ms) AS worst FROM traces"),
+    "failed_span_count": ("SELECT trace_id, size(filter(spans, s -> s.status_code = 'ERROR')) "
+                          "AS failed FROM traces"),
+    "exists_failed_tool": ("SELECT trace_id FROM traces WHERE exists(spans, s -> "
+                           "s.span_type = 'TOOL' AND s.status_code = 'ERROR')"),
+    "lateral_view_spans": (
+        "SELECT s.name, s.span_type, count(*) AS calls, sum(CASE WHEN s.status_code = 'ERROR' "
+        "THEN 1 ELSE 0 END) AS failures, round(avg(s.duration_ms), 3) AS mean_ms "
+        "FROM traces LATERAL VIEW explode(spans) x AS s GROUP BY s.name, s.span_type"),
+    "tag_access": "SELECT tags['parity'] AS parity, count(*) AS n FROM traces GROUP BY tags['parity']",
+    "assessments": ("SELECT a.name, a.value, a.source_type, count(*) AS n FROM traces "
+                    "LATERAL VIEW explode(assessments) y AS a GROUP BY a.name, a.value, a.source_type"),
+    "exists_assessment": ("SELECT count(*) AS n FROM traces "
+                          "WHERE exists(assessments, a -> a.value = 'false')"),
+    "empty_answers": ("SELECT trace_name, count(*) AS n FROM traces "
+                      "WHERE state = 'OK' AND response_empty GROUP BY trace_name"),
+    "ordered_top": ("SELECT trace_id, length(request) AS req_len, total_tokens FROM traces "
+                    "ORDER BY req_len DESC, trace_id LIMIT 5"),
+    "span_attribute_json": (
+        "SELECT trace_id, get_json_object(s.attributes, '$[\"mlflow.chat.tokenUsage\"]') AS usage "
+        "FROM traces LATERAL VIEW explode(spans) x AS s WHERE s.span_type = 'CHAT_MODEL'"),
+    "cte_and_window": (
+        "WITH slow AS (SELECT trace_id, execution_time_ms, row_number() OVER "
+        "(ORDER BY execution_time_ms DESC, trace_id) AS rk FROM traces) "
+        "SELECT trace_id FROM slow WHERE rk <= 3"),
+    "whole_rows": "SELECT * FROM traces",
+}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    session = spark_engine.spark_session()
+    yield session
+    spark_engine.stop_spark()
+
+
+@pytest.fixture(scope="module")
+def corpus(template_db, tmp_path_factory):
+    """20 agent traces with tags, failures and 8 feedbacks, in a real SQLite store."""
+    uri, exp = new_sqlite_store(template_db, tmp_path_factory.mktemp("spark-store"))
+    with tracking(uri):
+        ids = log_agent_traces(exp, 0, 20)
+        log_feedback(ids)
+    return uri, exp, ids
+
+
+@pytest.fixture()
+def session(corpus):
+    uri, exp, _ids = corpus
+    with AnalyticsSession(uri, exp) as s:
+        yield s
+
+
+def canonical(rows: list[list], ordered: bool) -> list:
+    """Rows with floats rounded (engines sum in different orders); sorted unless ordered."""
+    def norm(v):
+        if isinstance(v, float):
+            return round(v, 6)
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        return v
+
+    out = [norm(r) for r in rows]
+    return out if ordered else sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+def test_spark_answers_equal_duckdb(name, session, spark):
+    sql = QUERIES[name]
+    duck = execute_sql(session, sql)
+    on_spark = spark_engine.execute_sql_spark(sql, session=session)
+    assert on_spark.columns == duck.columns
+    assert duck.rows, "the query should return rows on this corpus"
+    ordered = "ORDER BY" in sql and "OVER" not in sql
+    assert canonical(on_spark.rows, ordered) == canonical(duck.rows, ordered)
+
+
+def test_timestamps_maps_and_structs_come_back_alike(session, spark):
+    sql = "SELECT request_time, tags, assessments FROM traces ORDER BY request_time_ms LIMIT 1"
+    row = spark_engine.execute_sql_spark(sql, session=session).rows[0]
+    assert row == execute_sql(session, sql).rows[0]
+    assert isinstance(row[0], str) and "T" in row[0]
+    assert row[1]["parity"] == "even" and row[2][0]["name"] == "correctness"
+
+
+def test_max_rows_truncates_like_duckdb(session, spark):
+    r = spark_engine.execute_sql_spark("SELECT trace_id FROM traces", session=session, max_rows=3)
+    assert len(r.rows) == 3 and r.truncated
+
+
+def test_export_writes_day_partitions_and_then_only_new_traces(template_db, tmp_path, spark):
+    uri, exp = new_sqlite_store(template_db, tmp_path / "store")
+    out = tmp_path / "export"
+    with tracking(uri):
+        first_ids = log_agent_traces(exp, 0, 6)
+        with AnalyticsSession(uri, exp) as s:
+            first = export_traces(s, out)
+            files_before = sorted(out.glob("day=*/*.parquet"))
+            again = export_traces(s, out)
+            files_after_again = sorted(out.glob("day=*/*.parquet"))
+            log_agent_traces(exp, 6, 4)
+            second = export_traces(s, out)
+            duck_columns = execute_sql(s, "SELECT * FROM traces LIMIT 1").columns
+    assert (first.written, first.total) == (6, 6)
+    assert first.days and all((out / f"day={d}").is_dir() for d in first.days)
+    assert again.written == 0 and files_after_again == files_before
+    assert (second.written, second.total) == (4, 10)
+    assert all(f.exists() for f in files_before)  # earlier files untouched
+    df = spark.read.parquet(str(out)).drop("day")
+    assert df.columns == duck_columns
+    got = sorted(r.trace_id for r in df.select("trace_id").collect())
+    assert len(got) == 10 and set(first_ids) < set(got)
+
+
+def test_table_option_reads_an_existing_parquet_path(session, spark, tmp_path):
+    out = tmp_path / "table"
+    export_traces(session, out)
+    sql = "SELECT state, count(*) AS n FROM traces GROUP BY state"
+    r = spark_engine.execute_sql_spark(sql, table=str(out))
+    assert canonical(r.rows, False) == canonical(execute_sql(session, sql).rows, False)
+
+
+@pytest.mark.parametrize("sql, message", [
+    ("DELETE FROM traces", "only SELECT/WITH"),
+    ("SELECT * FROM traces; DROP TABLE traces", "one SQL statement"),
+    ("SELECT * FROM other_table", "unknown table"),
+    ("SELECT * FROM parquet.`/etc`", "only the `traces` table"),
+    ("SELECT reflect('java.lang.System', 'getenv', 'HOME') FROM traces", "reflect() is not allowed"),
+    ("SELECT no_such_column FROM traces", "Spark SQL error"),
+])
+def test_bad_queries_are_refused_in_one_line(sql, message, session, spark):
+    with pytest.raises(InvalidInputError) as info:
+        spark_engine.execute_sql_spark(sql, session=session)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_engine_and_missing_table_are_refused(spark, tmp_path, monkeypatch):
+    with pytest.raises(InvalidInputError, match="unknown engine 'presto'"):
+        spark_engine.resolve_engine("presto")
+    monkeypatch.setenv("INSIGHTS_ENGINE", "Spark")
+    assert spark_engine.resolve_engine(None) == "spark"
+    with pytest.raises(InvalidInputError, match="no such file"):
+        spark_engine.execute_sql_spark("SELECT * FROM traces", table=str(tmp_path / "nope"))
+    with pytest.raises(InvalidInputError, match="--table no_such_table"):
+        spark_engine.execute_sql_spark("SELECT * FROM traces", table="no_such_table")
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_execute_sql_on_spark_matches_duckdb(corpus, spark):
+    uri, exp, _ids = corpus
+    sql = "SELECT state, count(*) AS n FROM traces GROUP BY state ORDER BY state"
+    base = ["--tracking-uri", uri, "execute-sql", "--experiment-id", exp, sql, "--output", "json"]
+    duck = run_cli(*base)
+    on_spark = run_cli(*base, "--engine", "spark")
+    assert duck.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
+    assert json.loads(on_spark.stdout) == json.loads(duck.stdout)
+
+
+def test_cli_bad_input_exits_2_with_one_line(corpus, spark, tmp_path):
+    uri, exp, _ids = corpus
+    base = ["--tracking-uri", uri, "execute-sql", "--experiment-id", exp]
+    for args, text in [
+        ([*base, "SELECT 1 FROM traces", "--engine", "presto"], "unknown engine"),
+        ([*base, "SELECT 1 FROM traces", "--engine", "spark", "--table", str(tmp_path / "x")],
+         "no such file"),
+        ([*base, "INSERT INTO traces SELECT * FROM traces", "--engine", "spark"], "only SELECT"),
+        ([*base, "SELECT 1 FROM traces", "--table", str(tmp_path)], "need --engine spark"),
+    ]:
+        r = run_cli(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cli_export_traces(corpus, tmp_path):
+    uri, exp, ids = corpus
+    out = tmp_path / "exported"
+    args = ["--tracking-uri", uri, "export-traces", "--experiment-id", exp, "--out", str(out),
+            "--output", "json"]
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["written"] == len(ids)
+    assert json.loads(second.stdout)["written"] == 0 and json.loads(second.stdout)["total"] == 20
+    bad = run_cli("--tracking-uri", uri, "export-traces", "--experiment-id", exp, "--out",
+                  str(next(out.glob("day=*/*.parquet"))))
+    assert bad.exit_code == 2 and "not a directory" in bad.stderr
