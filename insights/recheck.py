@@ -111,22 +111,30 @@ def _sums(where: str, since: int, start: int) -> list[str]:
 
 def _count_all(client, experiment_id: str, wheres: list[str],
                windows: list[tuple[int, int]]) -> list[tuple[int, ...] | str]:
-    """Per issue (traces, count, traces_before, count_before), or the error met counting it."""
-    columns = [c for w, (since, start) in zip(wheres, windows) for c in _sums(w, since, start)]
+    """Per issue (traces, count, traces_before, count_before), or the error met counting it.
+
+    All in one query; when it fails (or a signature's text broke the column layout), each
+    issue is counted alone so one broken signature does not hide the others."""
     try:
-        row = client.execute_sql(experiment_id, f"SELECT {', '.join(columns)} FROM traces",
-                                 max_rows=1).rows[0]
-        return [tuple(int(v or 0) for v in row[i:i + 4]) for i in range(0, len(row), 4)]
-    except InsightsError:
+        rows = _count(client, experiment_id, wheres, windows)
+        if len(rows) == len(wheres):
+            return rows
+    except InsightsError as exc:
         if len(wheres) == 1:
-            raise
-    out: list[tuple[int, ...] | str] = []
-    for where, window in zip(wheres, windows):
-        try:
-            out.append(_count_all(client, experiment_id, [where], [window])[0])
-        except InsightsError as exc:
-            out.append(str(exc).splitlines()[0] if str(exc) else "query failed")
-    return out
+            return [str(exc).splitlines()[0] if str(exc) else "query failed"]
+    return [_count_all(client, experiment_id, [w], [window])[0]
+            for w, window in zip(wheres, windows)] if len(wheres) > 1 else \
+        ["the signature does not count as one predicate"]
+
+
+def _count(client, experiment_id: str, wheres: list[str],
+           windows: list[tuple[int, int]]) -> list[tuple[int, ...]]:
+    columns = [c for w, (since, start) in zip(wheres, windows) for c in _sums(w, since, start)]
+    row = client.execute_sql(experiment_id, f"SELECT {', '.join(columns)} FROM traces",
+                             max_rows=1).rows[0]
+    if len(row) != len(columns):
+        return []
+    return [tuple(int(v or 0) for v in row[i:i + 4]) for i in range(0, len(row), 4)]
 
 
 def _record(client, experiment_id: str, issue: Issue, sig: dict[str, Any],

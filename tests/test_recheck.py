@@ -105,6 +105,13 @@ def test_a_broken_signature_reports_an_error_and_the_others_are_still_counted(wo
     assert by_id[good]["result"] in ("still present", "worse") and by_id[good]["count"] > 0
     assert "last_check" not in (client.get_issue(bad, exp).metadata or {})   # nothing recorded
     assert client.get_issue(good, exp).metadata["last_check"]["count"] == by_id[good]["count"]
+    [alone] = recheck(client, exp, issue_ids=[bad])          # one issue: an error, not a raise
+    assert alone["result"] == "error" and "no_such_column" in alone["error"]
+    shifty = client.create_issue(run_id, "shifty", metadata={**meta, "signature": {
+        "kind": "census", "key": "census:shifty", "where": "1 = 1 THEN 1 END), sum(CASE WHEN 1 = 1"}})
+    by_id = {r["issue_id"]: r for r in recheck(client, exp, issue_ids=[good, shifty])}
+    assert by_id[good]["count"] > 0 and by_id[good]["result"] != "error"
+    assert by_id[shifty]["result"] == "error"
 
 
 def test_recheck_clis_json_table_and_bad_input(world) -> None:

@@ -118,7 +118,9 @@ def window_predicate(predicate: str, start_time_ms: int | None, end_time_ms: int
         where = sqlglot.parse_one(windowed, read="spark").args.get("where")
     except sqlglot.errors.SqlglotError:
         where = None
-    return where.this.sql(dialect="spark") if where is not None else predicate
+    if where is None or windowed == f"SELECT trace_id FROM traces WHERE ({predicate})":
+        raise InvalidInputError(f"cannot limit the predicate to the time window: {predicate[:200]}")
+    return where.this.sql(dialect="spark")
 
 
 def _bounds(lo: int | None, hi: int | None) -> list[tuple[str, int]]:
@@ -126,14 +128,28 @@ def _bounds(lo: int | None, hi: int | None) -> list[tuple[str, int]]:
 
 
 def _bound(table: exp.Table, bounds: list[tuple[str, int]]) -> None:
-    """Add the bounds on this ``traces`` reference to the SELECT that reads it."""
-    name = table.alias_or_name
-    cond = " AND ".join(f"{name}.request_time_ms {op} {value}" for op, value in bounds)
-    parent = table.parent
+    """Limit this ``traces`` reference to the window.
+
+    Alone in its FROM, the bounds go in the SELECT's WHERE (the query keeps its cheapest table
+    shape). In a join, the reference becomes a bounded subquery under the same alias: a WHERE
+    would turn an outer join into an inner one, and an ON filters nothing on a preserved side.
+    """
     select = table.find_ancestor(exp.Select)
     if select is None:
         return
-    if isinstance(parent, exp.Join) and parent.side and parent.args.get("on") is not None:
-        parent.set("on", exp.and_(parent.args["on"], sqlglot.parse_one(cond, read="spark")))
+    alias = table.args.get("alias")
+    ident = alias.this if alias is not None and alias.this is not None else exp.to_identifier("traces")
+    in_join = isinstance(table.parent, exp.Join) or bool(select.args.get("joins"))
+    if not in_join:
+        select.where(_condition(bounds, ident.copy()), copy=False)
         return
-    select.where(cond, dialect="spark", copy=False)
+    inner = exp.select("*").from_(exp.Table(this=exp.to_identifier("traces"))).where(
+        _condition(bounds, None))
+    table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=ident.copy())))
+
+
+def _condition(bounds: list[tuple[str, int]], table: exp.Identifier | None) -> exp.Expression:
+    ops = {">=": exp.GTE, "<": exp.LT}
+    parts = [ops[op](this=exp.column("request_time_ms", table=table.copy() if table else None),
+                     expression=exp.Literal.number(value)) for op, value in bounds]
+    return exp.and_(*parts)

@@ -183,6 +183,15 @@ def test_explicit_since_bounds_the_window(small_store: Store) -> None:
     "SELECT trace_id FROM traces LATERAL VIEW explode(spans) x AS s WHERE s.span_type = 'TOOL'",
     "SELECT trace_id FROM traces WHERE trace_id IN (SELECT trace_id FROM traces "
     "WHERE state = 'OK')",
+    # outer joins: the window holds on a preserved side too, and keeps the join outer
+    "WITH s AS (SELECT DISTINCT session_id FROM traces) "
+    "SELECT t.trace_id FROM s RIGHT JOIN traces t ON s.session_id = t.session_id",
+    "SELECT a.trace_id FROM traces a FULL JOIN traces b ON a.trace_id = b.trace_id "
+    "WHERE a.trace_id IS NOT NULL",
+    "SELECT a.trace_id FROM traces a LEFT JOIN traces b USING (trace_id)",
+    # aliases that need quoting
+    "SELECT `select`.trace_id FROM traces AS `select` WHERE `select`.state = 'OK'",
+    "SELECT `tr-x`.trace_id FROM traces `tr-x`",
 ])
 def test_windowed_trace_sql_sees_only_the_window(small_store: Store, query: str) -> None:
     client = small_store.client()
