@@ -54,6 +54,15 @@ EvidenceOpt = typer.Option(
 AddEvidenceOpt = typer.Option(
     None, "--add-evidence", help="Evidence as 'TRACE_ID: rationale', repeatable."
 )
+EngineOpt = typer.Option(
+    None, "--engine", envvar="INSIGHTS_ENGINE",
+    help="duckdb (default: a local cached copy) or spark (the query runs as written).")
+TableOpt = typer.Option(
+    None, "--table", help="Spark only: a Parquet/Delta path or catalog table with the traces "
+    "schema, instead of the experiment exported to Parquet.")
+SparkRemoteOpt = typer.Option(
+    None, "--spark-remote", envvar="INSIGHTS_SPARK_REMOTE", help="Spark Connect server, sc://HOST:PORT.")
+SparkMasterOpt = typer.Option(None, "--spark-master", help="Spark master URL (default local[2]).")
 TraceOpt = typer.Option(None, "--trace-id", "-t", help="A trace to cite (no rationale), repeatable.")
 
 
@@ -422,17 +431,10 @@ def execute_sql(
     max_memory: Optional[str] = typer.Option(
         None, "--max-memory", help="Memory cap, e.g. 2GB (default 1GB, or INSIGHTS_SQL_MEMORY)."),
     max_rows: int = typer.Option(10_000, "--max-rows", min=1, help="Rows returned at most."),
-    engine: Optional[str] = typer.Option(
-        None, "--engine", envvar="INSIGHTS_ENGINE",
-        help="duckdb (default: a local cached copy) or spark (the query runs as written)."),
-    table: Optional[str] = typer.Option(
-        None, "--table", help="Spark only: a Parquet/Delta path or catalog table with the "
-        "traces schema, instead of the experiment exported to Parquet."),
-    spark_remote: Optional[str] = typer.Option(
-        None, "--spark-remote", envvar="INSIGHTS_SPARK_REMOTE",
-        help="Spark Connect server, sc://HOST:PORT."),
-    spark_master: Optional[str] = typer.Option(
-        None, "--spark-master", help="Spark master URL (default local[2])."),
+    engine: Optional[str] = EngineOpt,
+    table: Optional[str] = TableOpt,
+    spark_remote: Optional[str] = SparkRemoteOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     output: Output = OutputOpt,
 ) -> None:
     result = _client().execute_sql(experiment_id, sql, max_rows=max_rows, timeout=timeout,
@@ -465,11 +467,17 @@ def cohort_stats(
     outcome: str = typer.Option(..., "--outcome", help="SQL predicate for the outcome."),
     control: Optional[str] = typer.Option(None, "--control", help="Defaults to NOT (cohort)."),
     experiment_id: Optional[str] = ExperimentOpt,
+    engine: Optional[str] = EngineOpt,
+    table: Optional[str] = TableOpt,
+    spark_remote: Optional[str] = SparkRemoteOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     output: Output = OutputOpt,
 ) -> None:
     """Compare an outcome's rate in a cohort and a control: rates, difference with a 95% CI,
     Fisher exact p-value, sample traces of each cell."""
-    stats = _client().cohort_stats(experiment_id, cohort, control or f"NOT ({cohort})", outcome)
+    stats = _client().cohort_stats(experiment_id, cohort, control or f"NOT ({cohort})", outcome,
+                                   engine=engine, table=table, spark_remote=spark_remote,
+                                   spark_master=spark_master)
     emit(output, stats, lambda: render.cohort_view(stats))
 
 

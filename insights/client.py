@@ -625,12 +625,23 @@ class InsightsClient:
                            timeout=timeout, max_memory=max_memory)
 
     def cohort_stats(self, experiment_id: str | None, cohort: str, control: str, outcome: str,
-                     samples: int = 5) -> dict[str, Any]:
-        """Compare an outcome's rate in a cohort and a control (each a SQL predicate)."""
+                     samples: int = 5, *, engine: str | None = None, table: str | None = None,
+                     spark_remote: str | None = None,
+                     spark_master: str | None = None) -> dict[str, Any]:
+        """Compare an outcome's rate in a cohort and a control (each a SQL predicate); the
+        engine options are those of ``execute_sql``."""
         from insights.analytics import cohort_stats
+        from insights.analytics.spark_engine import resolve_engine
 
+        if resolve_engine(engine) == "spark":
+            session = None if table else self.analytics_session(experiment_id)
+            return cohort_stats(session, cohort, control, outcome, samples, engine="spark",
+                                spark={"table": table, "remote": spark_remote,
+                                       "master": spark_master})
+        if table or spark_remote or spark_master:
+            raise InvalidInputError("--table, --spark-remote and --spark-master need --engine spark")
         session = self.analytics_session(experiment_id)
-        return cohort_stats(session, cohort, control, outcome, samples)
+        return cohort_stats(session, cohort, control, outcome, samples, engine="duckdb")
 
     # ------------------------------------------------------------------ helpers
 

@@ -20,6 +20,7 @@ import math
 from scipy.stats import fisher_exact
 
 from insights.analytics.session import AnalyticsSession
+from insights.analytics.spark_engine import resolve_engine
 from insights.analytics.sql import VIEWS, data_level, parse_query, prepare, run, to_duckdb
 from insights.errors import InvalidInputError
 
@@ -27,9 +28,15 @@ Z95 = 1.959963984540054
 _LEVELS = ["light", "spans_lite", "full"]
 
 
-def cohort_stats(session: AnalyticsSession, cohort: str, control: str, outcome: str,
-                 samples: int = 5, progress=None) -> dict:
-    """Compare the outcome rate of the cohort with the control (see module doc for stats)."""
+def cohort_stats(session: AnalyticsSession | None, cohort: str, control: str, outcome: str,
+                 samples: int = 5, progress=None, *, engine: str | None = None,
+                 spark: dict | None = None) -> dict:
+    """Compare the outcome rate of the cohort with the control (see module doc for stats).
+
+    ``engine`` "spark" counts on Spark instead of DuckDB; ``spark`` holds the keyword
+    arguments of ``spark_engine.execute_sql_spark`` (table, remote, master). The statistics
+    are computed here from the same counts either way.
+    """
     for label, pred in (("cohort", cohort), ("control", control), ("outcome", outcome)):
         if not pred or not pred.strip() or ";" in pred:
             raise InvalidInputError(f"{label} must be one SQL boolean predicate")
@@ -37,6 +44,9 @@ def cohort_stats(session: AnalyticsSession, cohort: str, control: str, outcome: 
         samples = max(0, min(int(samples), 100))
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"samples must be a whole number, got {samples!r}") from exc
+    if resolve_engine(engine) == "spark":
+        row = _spark_counts(session, cohort, control, outcome, samples, spark or {})
+        return _result(cohort, control, outcome, row)
     tree = parse_query(
         f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
         f"CAST(({control}) AS BOOLEAN) AS in_control, "
@@ -57,6 +67,31 @@ def cohort_stats(session: AnalyticsSession, cohort: str, control: str, outcome: 
         prepare(session, level)
         con.execute(ddl)
         row = run(con, sql, None, {"samples": samples}, session_memory=session.memory).rows[0]
+    return _result(cohort, control, outcome, row)
+
+
+def _spark_counts(session: AnalyticsSession | None, cohort: str, control: str, outcome: str,
+                  samples: int, spark: dict) -> list:
+    """The same nine figures as the DuckDB query, counted by Spark SQL (run as written)."""
+    from insights.analytics.spark_engine import execute_sql_spark
+
+    def ids(cond: str) -> str:  # sorted sample ids; collect_list drops the NULLs
+        return (f"slice(array_sort(collect_list(CASE WHEN {cond} THEN trace_id END)), 1, "
+                f"{max(samples, 1)})")
+
+    agg = ", ".join(
+        f"count_if({g}), count_if({g} AND event), {ids(f'{g} AND event')}, "
+        f"{ids(f'{g} AND NOT event')}" for g in ("in_cohort", "in_control"))
+    sql = (f"SELECT {agg}, count_if(in_cohort AND in_control) FROM ("
+           f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
+           f"CAST(({control}) AS BOOLEAN) AS in_control, "
+           f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces) AS flagged "
+           "WHERE in_cohort OR in_control")
+    row = execute_sql_spark(sql, session=session, max_rows=1, **spark).rows[0]
+    return [v[:samples] if isinstance(v, list) else v for v in row]
+
+
+def _result(cohort: str, control: str, outcome: str, row: list) -> dict:
     n1, e1, s1e, s1n, n2, e2, s2e, s2n, overlap = row
     return {
         "cohort": _group(cohort, n1, e1, s1e, s1n),

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import log_agent_traces, log_feedback, new_sqlite_store, tracking
-from insights.analytics import AnalyticsSession, execute_sql
+from insights.analytics import AnalyticsSession, cohort_stats, execute_sql
 from insights.analytics.export import export_traces
 from insights.errors import InvalidInputError
 
@@ -111,6 +111,19 @@ def test_spark_answers_equal_duckdb(name, session, spark):
     assert canonical(on_spark.rows, ordered) == canonical(duck.rows, ordered)
 
 
+@pytest.mark.parametrize("cohort, outcome", [
+    ("length(request) > 50", "state = 'ERROR'"),
+    ("tags['parity'] = 'even'", "exists(spans, s -> s.span_type = 'TOOL' AND s.status_code = 'ERROR')"),
+    ("size(spans) > 2", "exists(assessments, a -> a.value = 'false')"),
+])
+def test_cohort_stats_equal_on_both_engines(cohort, outcome, session, spark):
+    control = f"NOT ({cohort})"
+    duck = cohort_stats(session, cohort, control, outcome, samples=3, engine="duckdb")
+    on_spark = cohort_stats(session, cohort, control, outcome, samples=3, engine="spark")
+    assert on_spark == duck
+    assert duck["cohort"]["n"] + duck["control"]["n"] == 20
+
+
 def test_timestamps_maps_and_structs_come_back_alike(session, spark):
     sql = "SELECT request_time, tags, assessments FROM traces ORDER BY request_time_ms LIMIT 1"
     row = spark_engine.execute_sql_spark(sql, session=session).rows[0]
@@ -191,6 +204,15 @@ def test_cli_execute_sql_on_spark_matches_duckdb(corpus, spark):
     base = ["--tracking-uri", uri, "execute-sql", "--experiment-id", exp, sql, "--output", "json"]
     duck = run_cli(*base)
     on_spark = run_cli(*base, "--engine", "spark")
+    assert duck.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
+    assert json.loads(on_spark.stdout) == json.loads(duck.stdout)
+
+
+def test_cli_cohort_stats_on_spark_matches_duckdb(corpus, spark):
+    uri, exp, _ids = corpus
+    base = ["--tracking-uri", uri, "cohort-stats", "--experiment-id", exp, "--cohort",
+            "length(request) > 50", "--outcome", "state = 'ERROR'", "--output", "json"]
+    duck, on_spark = run_cli(*base), run_cli(*base, "--engine", "spark")
     assert duck.exit_code == 0 and on_spark.exit_code == 0, on_spark.output
     assert json.loads(on_spark.stdout) == json.loads(duck.stdout)
 
