@@ -75,20 +75,25 @@ def _spark_counts(session: AnalyticsSession | None, cohort: str, control: str, o
     """The same nine figures as the DuckDB query, counted by Spark SQL (run as written)."""
     from insights.analytics.spark_engine import execute_sql_spark
 
-    def ids(cond: str) -> str:  # sorted sample ids; collect_list drops the NULLs
+    sql = spark_counts_sql(cohort, control, outcome, samples)
+    row = execute_sql_spark(sql, session=session, max_rows=1, **spark).rows[0]
+    return [v[:samples] if isinstance(v, list) else v for v in row]
+
+
+def spark_counts_sql(cohort: str, control: str, outcome: str, samples: int) -> str:
+    """Spark SQL for the two-by-two table and up to ``samples`` sorted ids per cell."""
+    def ids(cond: str) -> str:  # collect_list drops the NULLs
         return (f"slice(array_sort(collect_list(CASE WHEN {cond} THEN trace_id END)), 1, "
                 f"{max(samples, 1)})")
 
     agg = ", ".join(
         f"count_if({g}), count_if({g} AND event), {ids(f'{g} AND event')}, "
         f"{ids(f'{g} AND NOT event')}" for g in ("in_cohort", "in_control"))
-    sql = (f"SELECT {agg}, count_if(in_cohort AND in_control) FROM ("
-           f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
-           f"CAST(({control}) AS BOOLEAN) AS in_control, "
-           f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces) AS flagged "
-           "WHERE in_cohort OR in_control")
-    row = execute_sql_spark(sql, session=session, max_rows=1, **spark).rows[0]
-    return [v[:samples] if isinstance(v, list) else v for v in row]
+    return (f"SELECT {agg}, count_if(in_cohort AND in_control) FROM ("
+            f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
+            f"CAST(({control}) AS BOOLEAN) AS in_control, "
+            f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces) AS flagged "
+            "WHERE in_cohort OR in_control")
 
 
 def _result(cohort: str, control: str, outcome: str, row: list) -> dict:
