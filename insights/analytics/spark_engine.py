@@ -7,7 +7,8 @@ runs. DuckDB stays the embedded default; ``engine="spark"`` (``--engine spark``,
 Data: either the experiment's traces exported (incrementally, see ``export``) into a folder
 beside the DuckDB cache and read back as Parquet, or ``table``: an existing Parquet or Delta
 path, or a catalog table name, with the `traces` schema. Either way it is the temp view
-``traces`` the query reads.
+``traces`` the query reads. The export holds finished traces only, and assessments as they
+were when a trace was exported, so on a live experiment the two engines can differ there.
 
 Safety: a query passes the DuckDB path's guard (``sql.parse_query``: one SELECT/WITH that reads
 only `traces`) plus a refusal of Spark's functions that call into the JVM; it then runs under
@@ -102,7 +103,11 @@ def _start(remote: str | None, master: str) -> SparkSession:
         raise InvalidInputError("the Spark engine needs pyspark: pip install "
                                 "'insights-agent[spark]'") from None
     if remote:
-        return SparkSession.builder.remote(remote).getOrCreate()
+        try:
+            return SparkSession.builder.remote(remote).getOrCreate()
+        except ImportError as exc:  # Spark Connect's client needs grpcio, pandas, pyarrow
+            raise InvalidInputError(f"--spark-remote needs pip install 'pyspark[connect]' "
+                                    f"({_one_line(str(exc))})") from None
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise InvalidInputError("the Spark engine needs Java 17+ (java not found on PATH and "
                                 "JAVA_HOME unset)")
@@ -164,6 +169,7 @@ def _table_frame(spark: SparkSession, table: str) -> DataFrame:
             df = spark.read.parquet(str(local))
         else:
             df = spark.read.parquet(table)
+        # an export's partition column is not part of the `traces` schema
         return df.drop("day") if "day" in df.columns and "trace_id" in df.columns else df
     except PySparkException as exc:
         raise InvalidInputError(f"--table {table}: {_one_line(str(exc))}") from None
@@ -197,8 +203,6 @@ def execute_sql_spark(sql: str, *, session: AnalyticsSession | None = None,
 def _collect(spark: SparkSession, sql: str, max_rows: int | None,
              seconds: float) -> tuple[list, list[str]]:
     """Run ``sql`` with a timer that interrupts it; at most ``max_rows + 1`` rows collected."""
-    from pyspark.errors import PySparkException
-
     fired = threading.Event()
 
     def interrupt() -> None:
@@ -215,7 +219,7 @@ def _collect(spark: SparkSession, sql: str, max_rows: int | None,
         df = spark.sql(sql)
         limited = df if max_rows is None else df.limit(max_rows + 1)
         return limited.collect(), list(df.columns)
-    except (PySparkException, Exception) as exc:  # py4j errors are not PySparkExceptions
+    except Exception as exc:  # noqa: BLE001 - py4j errors are not PySparkExceptions
         if fired.is_set():
             raise InvalidInputError(f"query exceeded the {seconds:g} s time limit (raise with "
                                     "--timeout or $INSIGHTS_SQL_TIMEOUT)") from None

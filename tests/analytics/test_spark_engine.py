@@ -183,6 +183,16 @@ def test_bad_queries_are_refused_in_one_line(sql, message, session, spark):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_slow_query_is_interrupted_at_the_time_limit(session, spark):
+    slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
+            "WHERE i % 7 = 3")
+    with pytest.raises(InvalidInputError, match="exceeded the 1 s time limit"):
+        spark_engine.execute_sql_spark(slow, session=session, timeout=1)
+    # the session is still usable afterwards
+    assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",
+                                          session=session).rows == [[20]]
+
+
 def test_unknown_engine_and_missing_table_are_refused(spark, tmp_path, monkeypatch):
     with pytest.raises(InvalidInputError, match="unknown engine 'presto'"):
         spark_engine.resolve_engine("presto")
