@@ -40,8 +40,19 @@ RATIONALE_CHARS = 200
 EVIDENCE_PER_ISSUE = 15
 PASSED_UP_SHARE = 0.5   # a span's failures of one type that are mostly its child's are not its own
 # Evidence is cited from where failures concentrate: traces of the busiest failing hour first.
-DENSEST_FIRST = ("ORDER BY count(*) OVER (PARTITION BY CAST(floor(request_time_ms / 3600000) AS BIGINT)) "
-                 "DESC, request_time_ms")
+HOUR_DENSITY = "count(*) OVER (PARTITION BY CAST(floor(request_time_ms / 3600000) AS BIGINT))"
+
+
+def densest_first(columns: list[str], source: str, limit: int) -> str:
+    """``SELECT columns source`` ordered busiest failing hour first, then by time.
+
+    The window is computed in a subquery, not in ORDER BY: Spark refuses window functions
+    there, and the agent's SQL must run on both engines. ``columns`` are ``expr AS name``.
+    """
+    names = ", ".join(c.rsplit(" AS ", 1)[1] for c in columns)
+    return (f"SELECT {names} FROM (SELECT {', '.join(columns)}, request_time_ms AS _at, "
+            f"{HOUR_DENSITY} AS _density {source}) AS d "
+            f"ORDER BY _density DESC, _at LIMIT {limit}")
 
 
 def census_issues(census: Census, toolkit) -> list[IssueDraft]:
@@ -61,11 +72,10 @@ def _error_rate_issue(census, toolkit) -> list[IssueDraft]:
     if rate < ERROR_RATE_ISSUE:
         return []
     severity = "CRITICAL" if rate >= 0.25 else "HIGH" if rate >= 0.10 else "MEDIUM"
-    rows = toolkit.sql(
-        "SELECT trace_id, transform(filter(spans, s -> s.status_code = 'ERROR'), "
-        "s -> concat(s.name, ': ', coalesce(s.status_message, ''))) AS errs "
-        f"FROM traces WHERE state = 'ERROR' {DENSEST_FIRST} LIMIT {EVIDENCE_PER_ISSUE}"
-    ).rows
+    rows = toolkit.sql(densest_first(
+        ["trace_id AS trace_id", "transform(filter(spans, s -> s.status_code = 'ERROR'), "
+         "s -> concat(s.name, ': ', coalesce(s.status_message, ''))) AS errs"],
+        "FROM traces WHERE state = 'ERROR'", EVIDENCE_PER_ISSUE)).rows
     top = _top_error_of_failed_traces(census.errors)
     if top is None:
         most = "Most frequent error: n/a. "
@@ -145,10 +155,11 @@ def _outcomes(traces: int, failed: int) -> str:
 
 
 def _span_evidence(toolkit, name: str, cond: str) -> list[EvidenceDraft]:
-    rows = toolkit.sql(
-        "SELECT trace_id, s.status_message, state FROM traces LATERAL VIEW explode(spans) x AS s "
-        f"WHERE s.name = {quote(name)} AND s.status_code = 'ERROR'{cond} "
-        f"{DENSEST_FIRST} LIMIT {EVIDENCE_PER_ISSUE * 3}").rows
+    rows = toolkit.sql(densest_first(
+        ["trace_id AS trace_id", "s.status_message AS status_message", "state AS state"],
+        "FROM traces LATERAL VIEW explode(spans) x AS s "
+        f"WHERE s.name = {quote(name)} AND s.status_code = 'ERROR'{cond}",
+        EVIDENCE_PER_ISSUE * 3)).rows
     return _one_per_trace(rows, lambda msg, state: f"{name} span failed: "
                           f"{(msg or 'ERROR')[:160]} (trace ended {state})")
 
@@ -221,10 +232,10 @@ def _assessment_issues(census, toolkit) -> list[IssueDraft]:
         scale = a.scale.scale(a.name) if a.scale else None
         pred = scale.failing_sql("a.value") if scale else failing_predicate("a.value")
         cond = f"a.name = {quote(a.name)} AND {pred}"
-        rows = toolkit.sql(
-            "SELECT trace_id, a.value, a.rationale FROM traces "
-            f"LATERAL VIEW explode(assessments) y AS a WHERE {cond} "
-            f"{DENSEST_FIRST} LIMIT {EVIDENCE_PER_ISSUE * 3}").rows
+        rows = toolkit.sql(densest_first(
+            ["trace_id AS trace_id", "a.value AS value", "a.rationale AS rationale"],
+            f"FROM traces LATERAL VIEW explode(assessments) y AS a WHERE {cond}",
+            EVIDENCE_PER_ISSUE * 3)).rows
         evidence = _one_per_trace(rows, lambda value, why, name=a.name: (
             (why or "").strip()[:RATIONALE_CHARS] or f"'{name}' assessed {value}"))
         quoted = "; ".join(f"\"{r.rationale}\" ({r.count}x)" for r in a.failing_rationales[:3])

@@ -104,7 +104,9 @@ def _start(remote: str | None, master: str) -> SparkSession:
                                 "'insights-agent[spark]'") from None
     if remote:
         try:
-            return SparkSession.builder.remote(remote).getOrCreate()
+            spark = SparkSession.builder.remote(remote).getOrCreate()
+            _quiet_error_logs()
+            return spark
         except ImportError as exc:  # Spark Connect's client needs grpcio, pandas, pyarrow
             raise InvalidInputError(f"--spark-remote needs pip install 'pyspark[connect]' "
                                     f"({_one_line(str(exc))})") from None
@@ -113,13 +115,26 @@ def _start(remote: str | None, master: str) -> SparkSession:
                                 "JAVA_HOME unset)")
     builder = (SparkSession.builder.master(master).appName("insights-agent")
                .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", "4")
                .config("spark.sql.parquet.inferTimestampNTZ.enabled", "true")
                .config("spark.driver.memory", os.environ.get(DRIVER_MEMORY_ENV, "2g")))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _quiet_error_logs()
     return spark
+
+
+def _quiet_error_logs() -> None:
+    """pyspark logs every failed query with its JVM stack trace to stderr; our callers get
+    the error as one line instead."""
+    try:
+        from pyspark.logger import PySparkLogger
+    except ImportError:
+        return
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).disabled = True
 
 
 def stop_spark() -> None:
