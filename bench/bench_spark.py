@@ -10,7 +10,7 @@ Each engine then runs in its own subprocess so its peak memory is its own: DuckD
 Parquet into a database file (as the cache holds the `traces` table) and runs the queries as
 ``execute-sql`` would (same parsing, guard and transpilation); Spark runs them as written
 through ``spark_engine`` with ``--table`` pointing at the Parquet folder. Peak memory is the
-subprocess's ru_maxrss, plus, for Spark, the JVM's peak resident size (VmHWM).
+subprocess's peak resident size (VmHWM), plus, for Spark, the JVM's.
 
 Usage:
   python bench/bench_spark.py --sizes 100000,1000000 [--work /tmp/bench-spark]
@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -209,13 +208,22 @@ def _jvm_peak_kb() -> int:
     return 0
 
 
+def _peak_kb(status: Path) -> int:
+    """VmHWM, the peak resident size of this process's own memory. Not ru_maxrss: here the
+    Spark child reported exactly the DuckDB child's figure, carried over from before exec."""
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def child(args: argparse.Namespace) -> None:
     work = Path(args.work)
     if args.engine == "duckdb":
         result = run_duckdb(args.data, work)
     else:
         result = run_spark(args.data, args.spark_remote, args.spark_master)
-    result["python_peak_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["python_peak_kb"] = _peak_kb(Path("/proc/self/status"))
     print(json.dumps(result, default=str))
 
 
