@@ -165,7 +165,12 @@ def _run(console, experiment_id, focus, model, max_calls, yes, report, log_asses
         state = _drive(console, client, ctx, experiment_id, resume, yes, first)
         summary = _summary(client, state, analyst)
         if publish and summary.get("phase") == "complete":
-            summary["published"] = _publish(console, client, summary["experiment_id"])
+            try:
+                summary["published"] = _publish(console, client, summary["experiment_id"])
+            except InsightsError as exc:   # the analysis stands; say why nothing was published
+                summary["publish_error"] = str(exc).splitlines()[0]
+                console.print(f"Warning: not published to MLflow's Issues: "
+                              f"{summary['publish_error']}", markup=False, soft_wrap=True)
         return summary
     finally:
         client.close()  # the analytics sessions write their caches

@@ -245,15 +245,15 @@ def build_server(tracking_uri: str | None = None, *, port: int = 8000) -> Insigh
 
     @contextlib.asynccontextmanager
     async def lifespan(_server: FastMCP) -> AsyncIterator[Tools]:
-        # Open the client (MLflow's import is most of a cold call) while the client handshakes.
+        # Entered once per session (each HTTP session has its own), so it only opens the
+        # client ahead of the first call (MLflow's import is most of a cold call) while the
+        # client handshakes; the one client is closed when the server stops (serve()).
         threading.Thread(target=tools.warm_up, name="insights-warm-up", daemon=True).start()
-        try:
-            yield tools
-        finally:
-            await anyio.to_thread.run_sync(tools.close)
+        yield tools
 
     mcp = InsightsMCP(SERVER_NAME, instructions=INSTRUCTIONS, host="127.0.0.1", port=port,
                       lifespan=lifespan, log_level="WARNING")
+    mcp.insights = tools
     call = tools.call
 
     # ------------------------------------------------------------------ analyses
@@ -390,9 +390,11 @@ def build_server(tracking_uri: str | None = None, *, port: int = 8000) -> Insigh
     @mcp.tool(annotations=READ)
     async def list_issues(experiment_id: ExperimentId = None) -> dict[str, Any]:
         """List the experiment's issues, most traces first."""
-        items = await call(tools.client().list_issues, experiment_id)
-        items = sorted(items, key=lambda i: -i.trace_count)
-        return {"issues": [_issue_dict(i) for i in items]}
+        listed = await call(tools.client().list_issues, experiment_id)
+        out = _listing(sorted(listed, key=lambda i: -i.trace_count), "issues", _issue_dict)
+        if getattr(listed, "warnings", None):
+            out["warnings"] = list(listed.warnings)  # issue files that could not be read
+        return out
 
     @mcp.tool(annotations=READ)
     async def get_issue(issue_id: str, experiment_id: ExperimentId = None) -> dict[str, Any]:
@@ -533,4 +535,7 @@ def serve(tracking_uri: str | None = None, http_port: int | None = None) -> None
     """Run the server until its client disconnects (stdio) or it is stopped (HTTP)."""
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout is the wire
     server = build_server(tracking_uri, port=http_port or 8000)
-    server.run("streamable-http" if http_port else "stdio")
+    try:
+        server.run("streamable-http" if http_port else "stdio")
+    finally:
+        server.insights.close()  # the analytics sessions write their caches

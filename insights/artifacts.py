@@ -109,17 +109,28 @@ def _local_root(client, run_id: str) -> Path | None:
     key = (str(getattr(client, "tracking_uri", "")), run_id)
     uri = _artifact_uris.get(key)
     if uri is None:
-        with store_errors("reading the run"):
-            uri = client.get_run(run_id).info.artifact_uri or ""
+        try:
+            with store_errors("reading the run"):
+                uri = client.get_run(run_id).info.artifact_uri or ""
+        except NotFoundError:
+            return None          # MLflow's own calls below say what is missing
         if len(_artifact_uris) > 10_000:
             _artifact_uris.clear()
         _artifact_uris[key] = uri
+    path = _uri_path(uri)
+    return Path(path) if path is not None else None
+
+
+def _uri_path(uri: str | None) -> str | None:
+    """The local path of a ``file://`` or plain-path artifact URI, else None."""
+    if not uri:
+        return None
     if uri.startswith("file://"):
         from urllib.parse import unquote, urlparse
 
-        return Path(unquote(urlparse(uri).path))
-    if uri and "://" not in uri and ":" not in uri.split("/")[0]:
-        return Path(uri)
+        return unquote(urlparse(uri).path)
+    if "://" not in uri and ":" not in uri.split("/")[0]:
+        return uri
     return None
 
 
@@ -128,9 +139,11 @@ def read_text(client, run_id: str, path: str) -> str | None:
     root = _local_root(client, run_id)
     if root is not None:
         try:
-            return (root / path).read_text()
+            return (root / path).read_text(encoding="utf-8")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"{_where(path, run_id)} cannot be read: {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with store_errors("reading artifact"):
@@ -264,17 +277,8 @@ def _read_remote_yaml_dir(client, run_id: str, folder: str, prefix: str,
 
 def local_artifact_dir(artifact_uri: str | None) -> str | None:
     """The run's artifact folder when it is on this machine's disk, else None."""
-    if not artifact_uri:
-        return None
-    if artifact_uri.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        path = unquote(urlparse(artifact_uri).path)
-    elif "://" not in artifact_uri and ":" not in artifact_uri.split("/")[0]:
-        path = artifact_uri
-    else:
-        return None
-    return path if os.path.isdir(path) else None
+    path = _uri_path(artifact_uri)
+    return path if path is not None and os.path.isdir(path) else None
 
 
 def download_dir(client, run_id: str, folder: str, dst: str) -> str | None:

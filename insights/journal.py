@@ -259,25 +259,33 @@ def _settle(client, run_id: str, kind: str, entity_id: str | None,
 
 
 def _read_folder(client, run_id: str, folder: str) -> tuple[list[Entry], list[tuple[str, int]]]:
-    """The readable change files in name order, and (name, size) of the others."""
+    """The readable change files in name order, and (name, size) of the others.
+
+    Each file is read once and its size taken from the bytes read: on a local store the
+    folder is read in place, and a change still being written must not be parsed from one
+    moment and sized from a later one."""
     with tempfile.TemporaryDirectory() as tmp:
         local = artifacts.download_dir(client, run_id, folder, tmp)
         files = sorted(Path(local).glob("*.yaml")) if local else []
         entries, unreadable = [], []
         for f in files:
-            data = _read_change(f)
+            try:
+                raw = f.read_bytes()
+            except FileNotFoundError:
+                continue
+            data = _read_change(raw)
             if data is None:
-                unreadable.append((f.name, f.stat().st_size))
+                unreadable.append((f.name, len(raw)))
             else:
-                entries.append(Entry(f.name, f.stat().st_size, data))
+                entries.append(Entry(f.name, len(raw), data))
     return entries, unreadable
 
 
-def _read_change(path: Path) -> dict[str, Any] | None:
+def _read_change(raw: bytes) -> dict[str, Any] | None:
     """A complete change file always has an 'op'; anything else was caught mid-write."""
     try:
-        data = yamlio.load(path.read_text())
-    except yaml.YAMLError:
+        data = yamlio.load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) and data.get("op") else None
 

@@ -60,7 +60,8 @@ def load(text: str) -> Any:
         else:
             out.append(lines[i])
             i += 1
-    if not blocks:
+    if not blocks or any("!" in line for line in out):
+        # no record lines, or a tag (e.g. !!omap, !!set) that could change what a list means
         return yaml.load(text, Loader=Loader)
     data = yaml.load("\n".join(out), Loader=Loader)
     spliced, found = _splice(data, tag, blocks)

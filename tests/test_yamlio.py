@@ -83,6 +83,9 @@ def test_records_yaml_would_read_differently_are_written_the_usual_way():
     'x:\n  y:\n    - {"a": "\\u00e9"}\n    - {"a": "\\x41"}\n  z:\n  - {"b": null}\n  - {"b": true}\n',
     # a JSON object whose strings YAML would read differently
     'e:\n- {"a": "1\\u2028"}\n- {"a": "2"}\n- {"a": "3"}\n',
+    # tagged collections: what the list means depends on the tag
+    'a: !!omap\n- {"x": 1}\n- {"y": 2}\n',
+    'a: !!pairs\n- {"x": 1}\n- {"y": 2}\n',
 ])
 def test_hand_written_files_load_as_libyaml_loads_them(text):
     assert yamlio.load(text) == slow(text)

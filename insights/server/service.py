@@ -242,7 +242,7 @@ def page(items: list[Any], page_token: str | None, offset: int | None, size: int
 def _offset(page_token: str | None, offset: int | None) -> int:
     if page_token in (None, ""):
         return offset or 0
-    if not page_token.isdigit() or len(page_token) > 18:  # an offset, never a huge number
+    if not (page_token.isascii() and page_token.isdigit()) or len(page_token) > 18:  # an offset, never a huge number
         raise InvalidInputError(f"Invalid page_token {page_token[:40]!r}: use next_page_token "
                                 "from a previous response")
     return int(page_token)

@@ -57,3 +57,27 @@ def test_run_without_publish_writes_no_native_issue(small_store: Store, tmp_path
     assert result.exit_code == 0, result.output
     assert "published" not in json.loads(result.stdout)
     assert _native(small_store) == []
+
+
+
+def test_run_publish_failure_keeps_the_completed_analysis_and_says_why(
+        small_store: Store, tmp_path: Path, monkeypatch):
+    """Publishing fails after the analysis completed (a backend without native issues: MLflow's
+    file store cannot run an analysis at all, so the publish step itself is made to fail):
+    the summary is still printed, exit 0, and it says why nothing was published."""
+    from agent.cli import app
+    from insights.client import InsightsClient
+    from insights.compat import NoNativeIssuesError
+
+    def no_issues(self, *args, **kwargs):
+        raise NoNativeIssuesError("this tracking backend has no native issue support (test)")
+
+    monkeypatch.setattr(InsightsClient, "publish_issues", no_issues)
+    result = CliRunner().invoke(app, [
+        "run", "--experiment-id", small_store.experiment_id, "--tracking-uri", small_store.uri,
+        "--yes", "--report", str(tmp_path / "report.md"), "--publish", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["phase"] == "complete" and summary["issues"] and "published" not in summary
+    assert "native issue support" in summary["publish_error"]
+    assert _native(small_store) == []
