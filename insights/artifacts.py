@@ -98,6 +98,11 @@ def read_yaml(client, run_id: str, path: str) -> dict[str, Any] | None:
 _artifact_uris: dict[tuple[str, str], str] = {}
 
 
+def remember_artifact_uri(tracking_uri: str, run_id: str, artifact_uri: str) -> None:
+    """Note a run's artifact URI found some other way, so reads need not look the run up."""
+    _artifact_uris[(str(tracking_uri), run_id)] = artifact_uri or ""
+
+
 def _local_root(client, run_id: str) -> Path | None:
     """The run's artifact folder when it is on this machine's disk, else None.
 

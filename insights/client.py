@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Trace, ViewType
 from pydantic import ValidationError
 
-from insights import artifacts, journal, runs
+from insights import artifacts, compat, journal, runs
 from insights.artifacts import store_errors
 from insights.errors import (
     InsightsError,
@@ -79,10 +79,45 @@ class InsightsClient:
     """
 
     def __init__(self, tracking_uri: str | None = None):
-        self._client = MlflowClient(tracking_uri)
-        self.tracking_uri = self._client.tracking_uri
+        import mlflow
+
+        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        self._mlflow: MlflowClient | None = None   # opened on first use (see _client)
+        self._reader = _LazyMlflowClient(self)
         self._sessions: dict[str, Any] = {}  # experiment id -> AnalyticsSession
         self._sessions_lock = threading.Lock()
+
+    @property
+    def _client(self) -> MlflowClient:
+        """MLflow's client, created on first use: creating it imports the store (for SQLite,
+        MLflow's SQLAlchemy store, ~2.5 s), which reading issues from a local store skips."""
+        if self._mlflow is None:
+            self._mlflow = MlflowClient(self.tracking_uri)
+        return self._mlflow
+
+    def _local_db(self):
+        """A read-only connection to a ``sqlite:///`` store's file, else None (use MLflow)."""
+        if not self.tracking_uri.startswith("sqlite:///"):
+            return None
+        from insights.analytics.sqlite_source import sqlite_path
+
+        path = sqlite_path(self.tracking_uri)
+        return compat.sqlite_read_only(path) if os.path.isfile(path) else None
+
+    def _parent(self, experiment_id: str) -> tuple[str, str] | None:
+        """(run id, artifact URI) of the experiment's canonical parent run, or None."""
+        conn = self._local_db()
+        if conn is None:
+            parent = runs.find_parent(self._client, experiment_id)
+            return (parent.info.run_id, parent.info.artifact_uri) if parent else None
+        try:
+            found = compat.sqlite_parent_runs(conn, experiment_id, runs.TAG_TYPE, "parent")
+        finally:
+            conn.close()
+        if not found:
+            return None
+        artifacts.remember_artifact_uri(self.tracking_uri, *found[0])
+        return found[0]
 
     def __enter__(self) -> "InsightsClient":
         return self
@@ -380,12 +415,12 @@ class InsightsClient:
         """
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
-        parent = runs.find_parent(self._client, experiment_id)
+        parent = self._parent(experiment_id)
         if parent is None:
             return Listing()
-        parent_id = parent.info.run_id
-        files = artifacts.read_yaml_dir(self._client, parent_id, journal.SNAPSHOT_DIR,
-                                        "issue_", parent.info.artifact_uri)
+        parent_id, artifact_uri = parent
+        files = artifacts.read_yaml_dir(self._reader, parent_id, journal.SNAPSHOT_DIR, "issue_",
+                                        artifact_uri)
         issues, problems = _read_entities(
             files, lambda path, doc: _issue_model(doc, _file_id(path, "issue_"),
                                                   f"{path} (run {parent_id})"))
@@ -652,6 +687,17 @@ class InsightsClient:
         return check_experiment_id(str(experiment_id))
 
     def _check_experiment(self, experiment_id: str) -> None:
+        conn = self._local_db()
+        if conn is not None:
+            try:
+                stage = compat.sqlite_experiment_stage(conn, experiment_id)
+            finally:
+                conn.close()
+            if stage is None:
+                raise NotFoundError(f"Experiment '{experiment_id}' not found")
+            if stage == "deleted":
+                raise NotFoundError(f"Experiment '{experiment_id}' is deleted")
+            return
         try:
             with store_errors("reading the experiment"):
                 experiment = self._client.get_experiment(experiment_id)
@@ -667,7 +713,7 @@ class InsightsClient:
         path = journal.snapshot_path("issue", issue_id)
         for attempt in range(2):  # a parent merge in flight can hide an issue for a moment
             for parent_id in self._candidate_parents(experiment_id):
-                doc = journal.read_snapshot(self._client, parent_id, path)
+                doc = journal.read_snapshot(self._reader, parent_id, path)
                 if doc is not None:
                     return parent_id, _issue_model(doc, issue_id, f"{path} (run {parent_id})"), doc
             if attempt == 0:
@@ -678,8 +724,8 @@ class InsightsClient:
         if experiment_id:
             experiment_id = check_experiment_id(str(experiment_id))
             self._check_experiment(experiment_id)
-            parent = runs.find_parent(self._client, experiment_id)
-            return [parent.info.run_id] if parent else []
+            parent = self._parent(experiment_id)
+            return [parent[0]] if parent else []
         with store_errors("searching experiments"):
             experiments = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
         ids = [e.experiment_id for e in experiments]
@@ -722,6 +768,18 @@ class InsightsClient:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+
+class _LazyMlflowClient:
+    """Stands in for MLflow's client where reads of a local store may not need it: any use
+    beyond ``tracking_uri`` creates it (``InsightsClient._client``)."""
+
+    def __init__(self, owner: InsightsClient):
+        self._owner = owner
+        self.tracking_uri = owner.tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._owner._client, name)
 
 
 def _where(kind: str, entity_id: str | None, run_id: str) -> str:

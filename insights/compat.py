@@ -13,7 +13,9 @@ The private dependencies:
   the public ``download_artifacts`` makes (one request per file instead of two).
 - MLflow's SQLite tables and columns (``SQLITE_TABLES``), read directly by
   ``insights.analytics.sqlite_source`` because ``search_traces`` is two orders of magnitude
-  slower for a whole experiment.
+  slower for a whole experiment, and by ``InsightsClient``'s reads of an experiment's issues
+  (``sqlite_experiment_stage``, ``sqlite_parent_runs``) because importing MLflow's SQLAlchemy
+  store alone costs ~2.5 s, most of a CLI call.
 - The tracking store's native issue methods ``create_issue``, ``get_issue``, ``update_issue``
   and ``search_issues`` (parameters in ``NATIVE_ISSUE_METHODS``), reached through the same
   ``_tracing_client.store``: MLflow 3.17 has no public client method for its Issues, which
@@ -39,6 +41,10 @@ SQLITE_TABLES: dict[str, tuple[str, ...]] = {
     "trace_request_metadata": ("request_id", "key", "value"),
     "assessments": ("trace_id", "assessment_id", "name", "value", "source_type", "rationale",
                     "last_updated_timestamp", "valid"),
+    # read by sqlite_experiment_stage / sqlite_parent_runs (the CLI's fast reads)
+    "experiments": ("experiment_id", "lifecycle_stage"),
+    "runs": ("run_uuid", "experiment_id", "lifecycle_stage", "artifact_uri", "start_time"),
+    "tags": ("run_uuid", "key", "value"),
 }
 # native issue store method -> the parameters insights.publish passes to it
 NATIVE_ISSUE_METHODS: dict[str, tuple[str, ...]] = {
@@ -92,6 +98,41 @@ def sqlite_schema_problems(conn: sqlite3.Connection) -> list[str]:
         if missing:
             problems.append(f"table {table} lacks column(s) {', '.join(missing)}")
     return problems
+
+
+def sqlite_read_only(path: str) -> sqlite3.Connection | None:
+    """A read-only connection to an MLflow SQLite store file, None when it cannot be opened."""
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=10)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+    except sqlite3.Error:
+        return None
+
+
+def sqlite_experiment_stage(conn: sqlite3.Connection, experiment_id: str) -> str | None:
+    """The experiment's lifecycle stage ('active' / 'deleted'), None when there is none."""
+    if not experiment_id.isdigit():
+        return None
+    row = conn.execute("SELECT lifecycle_stage FROM experiments WHERE experiment_id = ?",
+                       (int(experiment_id),)).fetchone()
+    return row[0] if row else None
+
+
+def sqlite_parent_runs(conn: sqlite3.Connection, experiment_id: str, tag_key: str,
+                       tag_value: str) -> list[tuple[str, str]]:
+    """(run id, artifact URI) of the experiment's active runs tagged ``tag_key = tag_value``,
+    oldest first, as ``MlflowClient.search_runs`` with that tag filter would find them."""
+    if not experiment_id.isdigit():
+        return []
+    rows = conn.execute(
+        "SELECT r.run_uuid, r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+        "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND t.key = ? "
+        "AND t.value = ? ORDER BY coalesce(r.start_time, 0), r.run_uuid",
+        (int(experiment_id), tag_key, tag_value)).fetchall()
+    return [(r[0], r[1] or "") for r in rows]
 
 
 def check_sqlite_store(conn: sqlite3.Connection, path: str) -> None:
