@@ -118,6 +118,8 @@ def traces_examined(client: InsightsClient, analysis: Analysis) -> int | None:
             return value
     key = (str(client.tracking_uri), analysis.run_id)
     if key not in _EXAMINED:
+        if len(_EXAMINED) > 10_000:
+            _EXAMINED.clear()
         try:
             _EXAMINED[key] = int(client.get_baseline_census(analysis.run_id).total_traces)
         except InsightsError:   # no census yet (or unreadable): nothing to say

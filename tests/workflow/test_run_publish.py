@@ -35,6 +35,9 @@ def test_run_publish_writes_every_issue_once_and_a_second_run_updates(small_stor
                                                                       tmp_path: Path):
     first = _run(small_store, tmp_path)
     ours = InsightsClient(small_store.uri).list_issues(small_store.experiment_id)
+    analysis = InsightsClient(small_store.uri).get_analysis(first["run_id"])
+    census = InsightsClient(small_store.uri).get_baseline_census(first["run_id"])
+    assert analysis.metadata["traces_examined"] == census.total_traces > 0   # the dashboard's
     native = _native(small_store)
     assert first["published"] and len(native) == len(ours) == len(first["published"])
     assert {n.issue_id for n in native} == {r["mlflow_issue_id"] for r in first["published"]}

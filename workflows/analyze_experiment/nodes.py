@@ -226,7 +226,9 @@ def census(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> dict[str,
             state["run_id"], start_time_ms=window.since_ms, end_time_ms=window.end_ms(),
             progress=say)
         say(f"census: {result.total_traces} traces, error rate {result.error_rate:.1%}")
-    return _mark(ctx, state, "census", **_changes(ctx, state, result))
+    # the live dashboard's "N traces examined"
+    return _mark(ctx, state, "census", traces_examined=int(result.total_traces),
+                 **_changes(ctx, state, result))
 
 
 def _changes(ctx: WorkflowContext, state: AnalysisState, current) -> dict[str, Any]:
