@@ -97,11 +97,15 @@ def run(
     publish: bool = typer.Option(False, "--publish", help="When the analysis completes, write "
                                  "its experiment's issues into MLflow's own Issues "
                                  "(as mlflow-insights publish-issues does)."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", envvar="INSIGHTS_ENGINE", help="duckdb (default) or spark: where the "
+        "analysis's Trace SQL and cohort statistics run (the census stays on DuckDB)."),
     output: Output = typer.Option(Output.table, "--output", "-o"),
 ) -> None:
     """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
     since_ms = _window_options(since_last, since, resume)
     load_env_file(env_file)
+    _use_engine(engine)
     # The option's envvar was read before the env file: take the file's experiment now.
     experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID") or None
     quick_fail_defaults()
@@ -118,6 +122,19 @@ def run(
     except KeyboardInterrupt:
         _fail("interrupted; continue later with insights-agent run --resume RUN_ID", 130)
     _print_summary(console, summary, output)
+
+
+def _use_engine(engine: Optional[str]) -> None:
+    """Route the run's Trace SQL and cohort statistics to ``engine`` through $INSIGHTS_ENGINE,
+    which the client reads on every call; exit 2 on an unknown engine before anything runs."""
+    if engine is None:
+        return
+    from insights.analytics.spark_engine import resolve_engine
+
+    try:
+        os.environ["INSIGHTS_ENGINE"] = resolve_engine(engine)
+    except InsightsError as exc:
+        _fail(str(exc).splitlines()[0], exc.exit_code)
 
 
 def _window_options(since_last: bool, since: Optional[str], resume: Optional[str]) -> Optional[int]:

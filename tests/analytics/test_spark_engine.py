@@ -242,6 +242,15 @@ def test_cli_bad_input_exits_2_with_one_line(corpus, spark, tmp_path):
         assert text in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_agent_run_refuses_an_unknown_engine_in_one_line(monkeypatch):
+    from agent.cli import app as agent_app
+
+    monkeypatch.delenv("INSIGHTS_ENGINE", raising=False)
+    r = CliRunner().invoke(agent_app, ["run", "--experiment-id", "1", "--engine", "presto"])
+    assert r.exit_code == 2 and "unknown engine 'presto'" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_cli_export_traces(corpus, tmp_path):
     uri, exp, ids = corpus
     out = tmp_path / "exported"
