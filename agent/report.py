@@ -247,6 +247,7 @@ def _issue_section(title: str, issues, by_id, examples) -> list[str]:
                   f"- Validated hypothesis: {h.statement if h else 'n/a (census fact)'}",
                   f"- Affected traces: {i.trace_count}",
                   f"- Root cause and numbers: {_main_text(i.description)}"]
+        lines += _lifecycle_lines(i.metadata or {})
         if merged:
             lines.append("- Also seen as: " + "; ".join(
                 f"{m.get('title')} ({m.get('source', 'finding')})" for m in merged))
@@ -261,6 +262,22 @@ def _issue_section(title: str, issues, by_id, examples) -> list[str]:
         more = (f" ... and {i.trace_count - TRACE_IDS_SHOWN} more (listed on the issue)"
                 if i.trace_count > TRACE_IDS_SHOWN else "")
         lines += [f"- Trace IDs: {', '.join(ids[:TRACE_IDS_SHOWN])}{more}", ""]
+    return lines
+
+
+def _lifecycle_lines(meta: dict[str, Any]) -> list[str]:
+    """An issue's life across analyses: a regression or a reopened rejection says what
+    changed; an issue seen before says by how many analyses."""
+    lines = []
+    events = [h for h in meta.get("history") or []
+              if isinstance(h, dict) and h.get("event") in ("regressed", "reopened")]
+    if events:
+        last = events[-1]
+        label = "Regression" if last["event"] == "regressed" else "Reopened"
+        lines.append(f"- {label}: {last.get('change') or 'seen again'}")
+    analyses = [a for a in meta.get("analyses") or [] if a]
+    if len(analyses) > 1:
+        lines.append(f"- Seen by {len(analyses)} analyses (this one included)")
     return lines
 
 

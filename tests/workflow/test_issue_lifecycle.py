@@ -5,6 +5,7 @@ regression; a rejected one only when its trace count changed by half or more."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from langgraph.runtime import Runtime
 
@@ -109,6 +110,10 @@ def test_resolved_issue_recurring_in_new_traces_is_reopened_as_a_regression(
     [regressed] = [h for h in meta["history"] if h["event"] == "regressed"]
     assert regressed["run_id"] == second and "new traces since it was resolved" in regressed["change"]
     assert any(m.startswith("regression:") and resolved.title in m for m in _messages(events))
+    report = Path(client.get_analysis(second).metadata["report_path"]).read_text()
+    section = report.split(f"] {resolved.title}", 1)[1].split("\n### ", 1)[0]
+    assert "- Regression: " in section and "new traces since it was resolved" in section
+    assert "- Seen by 2 analyses" in section
     # the first run's issues were seen again, not copied: the new ones are new findings
     new = [i for i in client.list_issues(exp) if i.source_run_id == second]
     old_keys = set().union(*(i.metadata.get("signature_keys") or [] for i in issues))
