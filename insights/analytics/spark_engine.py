@@ -176,7 +176,8 @@ def _table_frame(spark: SparkSession, table: str) -> DataFrame:
         if not is_path:
             return spark.table(table)
         local = Path(table.removeprefix("file://")).expanduser()
-        if "://" not in table or table.startswith("file://"):
+        remote = str(_spark["key"]).startswith("remote=")  # the server's files, not ours
+        if not remote and ("://" not in table or table.startswith("file://")):
             if not local.exists():
                 raise InvalidInputError(f"--table {table}: no such file or directory")
             if (local / "_delta_log").is_dir():
