@@ -124,6 +124,21 @@ def test_cohort_stats_equal_on_both_engines(cohort, outcome, session, spark):
     assert duck["cohort"]["n"] + duck["control"]["n"] == 20
 
 
+def test_agent_evidence_query_runs_on_both_engines(session, spark):
+    """The agent orders evidence by its busiest failing hour; Spark refuses a window function
+    in ORDER BY, so the query computes it in a subquery and both engines answer it."""
+    from agent.census_issues import densest_first
+
+    sql = densest_first(["trace_id AS trace_id", "s.status_message AS status_message",
+                         "state AS state"], "FROM traces LATERAL VIEW explode(spans) x AS s "
+                        "WHERE s.status_code = 'ERROR'", 45)
+    duck = execute_sql(session, sql)
+    on_spark = spark_engine.execute_sql_spark(sql, session=session)
+    assert on_spark.columns == duck.columns == ["trace_id", "status_message", "state"]
+    assert len(duck.rows) == 8  # 4 failed searches, 2 failed llm calls and their 2 agent spans
+    assert canonical(on_spark.rows, False) == canonical(duck.rows, False)
+
+
 def test_timestamps_maps_and_structs_come_back_alike(session, spark):
     sql = "SELECT request_time, tags, assessments FROM traces ORDER BY request_time_ms LIMIT 1"
     row = spark_engine.execute_sql_spark(sql, session=session).rows[0]
