@@ -27,6 +27,7 @@ from insights.errors import (
     InsightsError,
     InsightsStorageWarning,
     InvalidInputError,
+    NotAnInsightsRunError,
     NotFoundError,
     StorageError,
 )
@@ -103,6 +104,26 @@ class InsightsClient:
 
         path = sqlite_path(self.tracking_uri)
         return compat.sqlite_read_only(path) if os.path.isfile(path) else None
+
+    def _analysis_artifact_uri(self, run_id: str) -> str:
+        """The analysis run's artifact URI, checked (as runs.get_analysis_run checks it) to be
+        a live Insights analysis run; read from the tables of a local SQLite store."""
+        conn = self._local_db()
+        if conn is None:
+            return runs.get_analysis_run(self._client, run_id).info.artifact_uri
+        try:
+            found = compat.sqlite_run(conn, run_id, runs.TAG_TYPE)
+        finally:
+            conn.close()
+        if found is None:
+            raise NotFoundError(f"Analysis run '{run_id}' not found")
+        stage, artifact_uri, kind = found
+        if stage == "deleted":
+            raise NotFoundError(f"Analysis run '{run_id}' not found (it is deleted)")
+        if kind != "analysis":
+            raise NotAnInsightsRunError(f"Run '{run_id}' is not an Insights analysis run")
+        artifacts.remember_artifact_uri(self.tracking_uri, run_id, artifact_uri)
+        return artifact_uri
 
     def _parent(self, experiment_id: str) -> tuple[str, str] | None:
         """(run id, artifact URI) of the experiment's canonical parent run, or None."""
@@ -400,9 +421,9 @@ class InsightsClient:
         A file that cannot be read is left out and named in ``warnings``.
         """
         run_id = check_id(insights_run_id, "run id")
-        run = runs.get_analysis_run(self._client, run_id)
-        files = artifacts.read_yaml_dir(self._client, run_id, journal.SNAPSHOT_DIR, "hypothesis_",
-                                        run.info.artifact_uri)
+        artifact_uri = self._analysis_artifact_uri(run_id)
+        files = artifacts.read_yaml_dir(self._reader, run_id, journal.SNAPSHOT_DIR, "hypothesis_",
+                                        artifact_uri)
         items, problems = _read_entities(
             files, lambda path, doc: _hypothesis_model(doc, run_id, _file_id(path, "hypothesis_"),
                                                        f"{path} (run {run_id})"))
@@ -440,7 +461,7 @@ class InsightsClient:
         """One hypothesis; ``StorageError`` if its file is unreadable."""
         run_id = check_id(insights_run_id, "run id")
         hypothesis_id = check_id(hypothesis_id, "hypothesis id")
-        runs.get_analysis_run(self._client, run_id)
+        self._analysis_artifact_uri(run_id)
         return self._hypothesis_doc(run_id, hypothesis_id)[1]
 
     def get_issue(self, issue_id: str, experiment_id: str | None = None) -> Issue:
@@ -454,7 +475,7 @@ class InsightsClient:
 
     def _hypothesis_doc(self, run_id: str, hypothesis_id: str) -> tuple[dict[str, Any], Hypothesis]:
         """The stored file and the hypothesis it holds (the run is already checked)."""
-        doc = journal.read_snapshot(self._client, run_id,
+        doc = journal.read_snapshot(self._reader, run_id,
                                     journal.snapshot_path("hypothesis", hypothesis_id))
         if doc is None:
             raise NotFoundError(f"Hypothesis '{hypothesis_id}' not found in run '{run_id}'")

@@ -14,7 +14,7 @@ The private dependencies:
 - MLflow's SQLite tables and columns (``SQLITE_TABLES``), read directly by
   ``insights.analytics.sqlite_source`` because ``search_traces`` is two orders of magnitude
   slower for a whole experiment, and by ``InsightsClient``'s reads of an experiment's issues
-  (``sqlite_experiment_stage``, ``sqlite_parent_runs``) because importing MLflow's SQLAlchemy
+  (``sqlite_experiment_stage``, ``sqlite_parent_runs``, ``sqlite_run``) because importing MLflow's SQLAlchemy
   store alone costs ~2.5 s, most of a CLI call.
 - The tracking store's native issue methods ``create_issue``, ``get_issue``, ``update_issue``
   and ``search_issues`` (parameters in ``NATIVE_ISSUE_METHODS``), reached through the same
@@ -133,6 +133,16 @@ def sqlite_parent_runs(conn: sqlite3.Connection, experiment_id: str, tag_key: st
         "AND t.value = ? ORDER BY coalesce(r.start_time, 0), r.run_uuid",
         (int(experiment_id), tag_key, tag_value)).fetchall()
     return [(r[0], r[1] or "") for r in rows]
+
+
+def sqlite_run(conn: sqlite3.Connection, run_id: str, tag_key: str
+               ) -> tuple[str, str, str | None] | None:
+    """(lifecycle stage, artifact URI, value of tag ``tag_key``) of a run, None if unknown."""
+    row = conn.execute(
+        "SELECT r.lifecycle_stage, r.artifact_uri, t.value FROM runs r LEFT JOIN tags t "
+        "ON t.run_uuid = r.run_uuid AND t.key = ? WHERE r.run_uuid = ?",
+        (tag_key, run_id)).fetchone()
+    return (row[0], row[1] or "", row[2]) if row else None
 
 
 def check_sqlite_store(conn: sqlite3.Connection, path: str) -> None:

@@ -50,8 +50,8 @@ def test_unknown_and_deleted_experiments_are_not_found_on_the_fast_path(
     assert client._mlflow is None
 
 
-def test_two_parent_runs_read_the_canonical_one(tracking_uri, experiment_id,
-                                                monkeypatch):  # noqa: F811
+def test_two_parent_runs_read_the_canonical_one(tracking_uri, experiment_id,  # noqa: F811
+                                                monkeypatch):
     """Two parents (created by racing first writers, before a merge): both paths read the
     oldest, as runs.find_parent orders them."""
     writer = InsightsClient(tracking_uri)
@@ -64,3 +64,29 @@ def test_two_parent_runs_read_the_canonical_one(tracking_uri, experiment_id,
     assert titles == ["in the first parent"]
     assert titles == [i.title for i in _via_mlflow(monkeypatch, tracking_uri).list_issues(
         experiment_id)]
+
+
+def test_hypothesis_reads_check_the_run_like_the_mlflow_path(tracking_uri,  # noqa: F811
+                                                             experiment_id, monkeypatch):
+    from insights.errors import NotAnInsightsRunError
+
+    writer = InsightsClient(tracking_uri)
+    run_id = writer.create_analysis(experiment_id, run_name="hyps")
+    hid = writer.create_hypothesis(run_id, "Slow tools cause timeouts", testing_plan="p")
+    fast = InsightsClient(tracking_uri)
+    listed, got = fast.list_hypotheses(run_id), fast.get_hypothesis(run_id, hid)
+    assert fast._mlflow is None
+    slow = _via_mlflow(monkeypatch, tracking_uri)
+    assert [h.model_dump() for h in listed] == [h.model_dump() for h in slow.list_hypotheses(run_id)]
+    assert got.model_dump() == slow.get_hypothesis(run_id, hid).model_dump()
+
+    other = MlflowClient(tracking_uri).create_run(experiment_id).info.run_id   # not ours
+    for client in (InsightsClient(tracking_uri), slow):
+        with pytest.raises(NotAnInsightsRunError):
+            client.list_hypotheses(other)
+        with pytest.raises(NotFoundError, match="not found"):
+            client.list_hypotheses("0" * 32)
+    MlflowClient(tracking_uri).delete_run(run_id)
+    for client in (InsightsClient(tracking_uri), slow):
+        with pytest.raises(NotFoundError, match="deleted"):
+            client.get_hypothesis(run_id, hid)
