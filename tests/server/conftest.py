@@ -154,3 +154,31 @@ class UvicornThread:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium for one test module (browser tests only: they import browser_kit)."""
+    from tests.server.browser_kit import CHROMIUM, FLAGS, sync_api
+
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def ui(seeded, browser):
+    """A page of the UI on the issues list, served over the seeded store; no page errors."""
+    from insights.server import create_app
+
+    with UvicornThread(create_app(seeded.uri, mlflow_ui_url="http://127.0.0.1:5000")) as server:
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        base = f"{server.url}/insights/"
+        page.goto(f"{base}#/issues?exp={seeded.experiment_id}")
+        page.wait_for_selector("body[data-ready=true]")
+        yield page, base, seeded
+        page.close()
+        assert errors == []

@@ -3,50 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from insights.client import InsightsClient
-from insights.server import create_app
-from tests.server.conftest import UvicornThread
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
-expect = sync_api.expect
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} missing: apt-get install -y chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture()
-def ui(seeded, browser):
-    with UvicornThread(create_app(seeded.uri, mlflow_ui_url="http://127.0.0.1:5000")) as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        base = f"{server.url}/insights/"
-        page.goto(f"{base}#/issues?exp={seeded.experiment_id}")
-        page.wait_for_selector("body[data-ready=true]")
-        yield page, base, seeded
-        page.close()
-        assert errors == []
+from tests.server.browser_kit import SHOTS, expect, pytestmark, sync_api  # noqa: F401
 
 
 def titles(page) -> list[str]:
