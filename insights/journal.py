@@ -17,7 +17,9 @@ snapshot had folded. Its name is derived from the edited content, so writers tha
 same edit at once write the same file.
 
 Folding is deterministic: changes apply in file-name order; scalar fields are last-writer-wins,
-evidence is a union, metadata and metrics merge key by key.
+evidence is a union, metadata and metrics merge key by key, and ``metadata.history`` (an
+append-only list) is a union too, so concurrent writers who each appended an entry to the list
+they read keep both.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ _SHA = re.compile(r"[0-9a-f]{64}")
 _SETTLE_READS = 5
 _BASE_SEARCH_WINDOW = 20     # late-arriving changes are looked for among the last ones
 _BASE_SEARCH_MAX = 500
+APPEND_ONLY = "history"       # a metadata list writers only append to: merged as a union
 _STUCK_READS = 10            # an unreadable change file unchanged this often is ignored
 _log = logging.getLogger(__name__)
 
@@ -437,8 +440,13 @@ def _apply_update(state: dict[str, Any], change: dict[str, Any]) -> None:
     for field in change.get("unset") or []:
         state.pop(field, None)
     for field, values in (change.get("merge") or {}).items():
-        current = state.get(field)
-        state[field] = {**(current if isinstance(current, dict) else {}), **values}
+        current = state.get(field) if isinstance(state.get(field), dict) else {}
+        merged = {**current, **values}
+        if isinstance(current.get(APPEND_ONLY), list) and isinstance(values.get(APPEND_ONLY), list):
+            # two writers who each appended to the history they read both keep their entry
+            merged[APPEND_ONLY] = current[APPEND_ONLY] + [
+                h for h in values[APPEND_ONLY] if h not in current[APPEND_ONLY]]
+        state[field] = merged
     for field, keys in (change.get("remove_keys") or {}).items():
         if isinstance(state.get(field), dict):
             state[field] = {k: v for k, v in state[field].items() if k not in keys}
