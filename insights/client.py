@@ -747,6 +747,15 @@ class InsightsClient:
             self._check_experiment(experiment_id)
             parent = self._parent(experiment_id)
             return [parent[0]] if parent else []
+        conn = self._local_db()
+        if conn is not None:    # every experiment's parents, from the store's tables
+            try:
+                found = compat.sqlite_tagged_runs_everywhere(conn, runs.TAG_TYPE, "parent")
+            finally:
+                conn.close()
+            for run_id, artifact_uri in found:
+                artifacts.remember_artifact_uri(self.tracking_uri, run_id, artifact_uri)
+            return [run_id for run_id, _ in found]
         with store_errors("searching experiments"):
             experiments = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
         ids = [e.experiment_id for e in experiments]

@@ -14,7 +14,8 @@ The private dependencies:
 - MLflow's SQLite tables and columns (``SQLITE_TABLES``), read directly by
   ``insights.analytics.sqlite_source`` because ``search_traces`` is two orders of magnitude
   slower for a whole experiment, and by ``InsightsClient``'s reads of an experiment's issues
-  (``sqlite_experiment_stage``, ``sqlite_parent_runs``, ``sqlite_run``) because importing MLflow's SQLAlchemy
+  (``sqlite_experiment_stage``, ``sqlite_parent_runs``, ``sqlite_run``,
+  ``sqlite_tagged_runs_everywhere``) because importing MLflow's SQLAlchemy
   store alone costs ~2.5 s, most of a CLI call.
 - The tracking store's native issue methods ``create_issue``, ``get_issue``, ``update_issue``
   and ``search_issues`` (parameters in ``NATIVE_ISSUE_METHODS``), reached through the same
@@ -132,6 +133,19 @@ def sqlite_parent_runs(conn: sqlite3.Connection, experiment_id: str, tag_key: st
         "WHERE r.experiment_id = ? AND r.lifecycle_stage = 'active' AND t.key = ? "
         "AND t.value = ? ORDER BY coalesce(r.start_time, 0), r.run_uuid",
         (int(experiment_id), tag_key, tag_value)).fetchall()
+    return [(r[0], r[1] or "") for r in rows]
+
+
+def sqlite_tagged_runs_everywhere(conn: sqlite3.Connection, tag_key: str, tag_value: str,
+                                  limit: int = 1000) -> list[tuple[str, str]]:
+    """(run id, artifact URI) of active runs tagged ``tag_key = tag_value`` in every active
+    experiment, newest first (``search_runs``' default order)."""
+    rows = conn.execute(
+        "SELECT r.run_uuid, r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+        "JOIN experiments e ON e.experiment_id = r.experiment_id "
+        "WHERE e.lifecycle_stage = 'active' AND r.lifecycle_stage = 'active' AND t.key = ? "
+        "AND t.value = ? ORDER BY coalesce(r.start_time, 0) DESC, r.run_uuid LIMIT ?",
+        (tag_key, tag_value, limit)).fetchall()
     return [(r[0], r[1] or "") for r in rows]
 
 

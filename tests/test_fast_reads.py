@@ -37,6 +37,12 @@ def test_issue_reads_need_no_mlflow_client_and_match_the_mlflow_path(
                                                 for i in slow.list_issues(experiment_id)]
     assert got.model_dump() == slow.get_issue(ids[1], experiment_id).model_dump()
     assert sorted(i.issue_id for i in listed) == sorted(ids)
+    anywhere = InsightsClient(tracking_uri)               # by id alone: every experiment
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    assert anywhere.get_issue(ids[2]).model_dump() == slow.get_issue(ids[2]).model_dump()
+    assert anywhere._mlflow is None
+    with pytest.raises(NotFoundError, match="not found"):
+        anywhere.get_issue("f" * 32)
 
 
 def test_unknown_and_deleted_experiments_are_not_found_on_the_fast_path(
