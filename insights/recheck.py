@@ -115,16 +115,17 @@ def _count_all(client, experiment_id: str, wheres: list[str],
 
     All in one query; when it fails (or a signature's text broke the column layout), each
     issue is counted alone so one broken signature does not hide the others."""
+    error = "the signature does not count as one predicate"
     try:
         rows = _count(client, experiment_id, wheres, windows)
-        if len(rows) == len(wheres):
-            return rows
     except InsightsError as exc:
-        if len(wheres) == 1:
-            return [str(exc).splitlines()[0] if str(exc) else "query failed"]
+        rows, error = [], str(exc).splitlines()[0] if str(exc) else "query failed"
+    if len(rows) == len(wheres):
+        return rows
+    if len(wheres) == 1:
+        return [error]
     return [_count_all(client, experiment_id, [w], [window])[0]
-            for w, window in zip(wheres, windows)] if len(wheres) > 1 else \
-        ["the signature does not count as one predicate"]
+            for w, window in zip(wheres, windows)]
 
 
 def _count(client, experiment_id: str, wheres: list[str],
