@@ -20,14 +20,13 @@ linked ones, so the description states our true count and each result says both.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Iterable
 
 from insights import compat
 from insights.artifacts import store_errors
 from insights.errors import InvalidInputError, NotFoundError
-from insights.ids import check_experiment_id, check_id
+from insights.ids import check_id
 from insights.models import Issue, IssueStatus, Severity, now_ms
 
 MARKER = "insights-issue-id"
@@ -63,7 +62,7 @@ def publish_issues(client: Any, experiment_id: str | None = None,
     issue: issue_id, mlflow_issue_id, action (created/updated/unchanged), status,
     linked_traces (linked in MLflow now), new_links, trace_count (our true count), title.
     """
-    experiment_id = _experiment(experiment_id)
+    experiment_id = client._experiment(experiment_id)   # MLFLOW_EXPERIMENT_ID when None
     wanted = _check_issue_ids(issue_ids)
     link_traces = _check_link_traces(link_traces)
     ours = client.list_issues(experiment_id)
@@ -78,13 +77,6 @@ def publish_issues(client: Any, experiment_id: str | None = None,
 
 
 # ---------------------------------------------------------------------- input
-
-
-def _experiment(experiment_id: str | None) -> str:
-    experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
-    if not experiment_id:
-        raise InvalidInputError("No experiment id: pass experiment_id or set MLFLOW_EXPERIMENT_ID")
-    return check_experiment_id(str(experiment_id))
 
 
 def _check_issue_ids(issue_ids: Iterable[str] | None) -> list[str] | None:
