@@ -384,13 +384,18 @@ def create_baseline_census(
     end_time_ms: Optional[int] = typer.Option(None, "--end-time-ms"),
     exact: bool = typer.Option(False, "--exact", help="On a tracking server, load every trace "
                                "instead of server aggregates plus a sample (slow, then cached)."),
+    engine: Optional[str] = EngineOpt,
+    table: Optional[str] = TableOpt,
+    spark_remote: Optional[str] = SparkRemoteOpt,
+    spark_master: Optional[str] = SparkMasterOpt,
     output: Output = OutputOpt,
 ) -> None:
     """Compute the baseline census over the analysis's experiment and store it in the run.
 
     On a tracking server, a census of the whole experiment is aggregated by the server; error
     messages, response lengths and sample trace ids come from a sample of 1,000 traces and
-    are marked under "sample". --exact reads every trace instead.
+    are marked under "sample". --exact reads every trace instead. --engine spark computes
+    the same census on Spark (the experiment exported to Parquet, or --table).
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -399,7 +404,8 @@ def create_baseline_census(
                   transient=True) as progress:
         task = progress.add_task("computing the census", total=None)
         census = _client().create_baseline_census(
-            run_id, filter_string, start_time_ms, end_time_ms, exact=exact,
+            run_id, filter_string, start_time_ms, end_time_ms, exact=exact, engine=engine,
+            table=table, spark_remote=spark_remote, spark_master=spark_master,
             progress=lambda msg: progress.update(task, description=str(msg)),
         ).model_dump(mode="json")
     emit(output, census, lambda: render.census_view(census))

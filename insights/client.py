@@ -606,21 +606,40 @@ class InsightsClient:
         end_time_ms: int | None = None,
         progress: Any = None,
         exact: bool = False,
+        *,
+        engine: str | None = None,
+        table: str | None = None,
+        spark_remote: str | None = None,
+        spark_master: str | None = None,
     ) -> Census:
-        """Compute the census over the analysis's experiment and store it in the analysis run.
+        """Compute the census over the analysis's experiment and store it in the run.
 
         On a tracking server a whole-experiment census is aggregated by the server, with some
         sections estimated from a sample (listed under ``sample``); ``exact=True`` loads every
-        trace instead.
+        trace instead. ``engine="spark"`` (or $INSIGHTS_ENGINE) computes the same sections on
+        Spark, over the experiment exported to Parquet or over ``table``; the other engine
+        options are those of ``execute_sql``.
         """
-        from insights.analytics import compute_census
+        from insights.analytics.spark_engine import resolve_engine
 
         run_id = check_id(insights_run_id, "run id")
+        spark = resolve_engine(engine) == "spark"
+        if not spark and (table or spark_remote or spark_master):
+            raise InvalidInputError("--table, --spark-remote and --spark-master need --engine spark")
         run = runs.get_analysis_run(self._client, run_id)
-        census = compute_census(
-            self.analytics_session(run.info.experiment_id), filter_string=filter_string,
-            start_time_ms=start_time_ms, end_time_ms=end_time_ms, progress=progress, exact=exact,
-        )
+        session = self.analytics_session(run.info.experiment_id)
+        if spark:
+            from insights.analytics.spark_census import spark_census
+
+            census = spark_census(session, table=table, remote=spark_remote, master=spark_master,
+                                  filter_string=filter_string, start_time_ms=start_time_ms,
+                                  end_time_ms=end_time_ms, progress=progress)
+        else:
+            from insights.analytics import compute_census
+
+            census = compute_census(session, filter_string=filter_string,
+                                    start_time_ms=start_time_ms, end_time_ms=end_time_ms,
+                                    progress=progress, exact=exact)
         census = census.model_copy(update={
             "experiment_id": run.info.experiment_id, "run_id": run_id, "computed_at": now_ms(),
             "filter_string": filter_string, "start_time_ms": start_time_ms,

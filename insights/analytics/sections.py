@@ -40,7 +40,7 @@ ERROR_TYPE_ROW = (
 class Query:
     """The exact census's access to DuckDB: rows, and up to 5 sample trace ids per key."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, granularity: str | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection | None, granularity: str | None = None):
         self.con = con
         self.granularity = granularity  # "hour" / "day"; None: chosen from the time range
 
@@ -560,7 +560,12 @@ SECTIONS: list[Section] = [Totals(), LatencySection(), SpansSection(), ErrorsSec
 
 def exact_census(con: duckdb.DuckDBPyConnection, granularity: str | None = None) -> dict:
     """Every section's exact figures over the temp views t / s / a, as one dict."""
-    q, c = Query(con, granularity), {}
+    return exact_census_with(Query(con, granularity))
+
+
+def exact_census_with(q: Query) -> dict:
+    """Every section's exact figures through ``q`` (DuckDB here, Spark in ``spark_census``)."""
+    c: dict = {}
     for section in SECTIONS:
         c.update(section.exact(q, c))
     return c

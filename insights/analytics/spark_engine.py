@@ -137,6 +137,11 @@ def _quiet_error_logs() -> None:
         PySparkLogger.getLogger(name).disabled = True
 
 
+def lock() -> threading.RLock:
+    """The lock a caller holds while it owns the `traces` temp view (and views built on it)."""
+    return _lock
+
+
 def stop_spark() -> None:
     """Stop this process's SparkSession (tests, or a long-lived process shutting down)."""
     with _lock:
