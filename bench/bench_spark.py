@@ -1,15 +1,18 @@
-"""Trace SQL at scale: the census-equivalent queries and three cohort counts on DuckDB and Spark.
+"""Trace analytics at scale: the census and three cohort counts on DuckDB and on Spark.
 
 Why synthetic Parquet: logging a million traces through MLflow takes hours, and Spark reads
 Parquet anyway. ``generate`` writes N traces straight into Parquet in the `traces` table's
 schema (the layout ``mlflow-insights export-traces`` writes: ``day=YYYY-MM-DD/`` folders),
-with agent-like shapes: an AGENT root, 1-3 TOOL calls that sometimes fail, one CHAT_MODEL
-call, tags, token counts, and a correctness assessment on a fifth of the traces.
+with agent-like shapes: an AGENT root, 1-3 TOOL calls that sometimes fail (with an exception
+event, as MLflow records one), one CHAT_MODEL call, tags, token counts, and a correctness
+assessment on a fifth of the traces.
 
 Each engine then runs in its own subprocess so its peak memory is its own: DuckDB loads the
-Parquet into a database file (as the cache holds the `traces` table) and runs the queries as
-``execute-sql`` would (same parsing, guard and transpilation); Spark runs them as written
-through ``spark_engine`` with ``--table`` pointing at the Parquet folder. Peak memory is the
+Parquet into a database file (as the cache holds the `traces` table), builds the census's flat
+tables and computes the census (``sections``), then runs the cohort queries as ``execute-sql``
+would (same parsing, guard and transpilation); Spark computes the same census with
+``spark_census`` and runs the queries as written through ``spark_engine``, with ``--table``
+pointing at the Parquet folder. The two censuses and the query answers are compared. Peak memory is the
 subprocess's peak resident size (VmHWM), plus, for Spark, the JVM's.
 
 Usage:
@@ -32,33 +35,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# What the census reports, written as Trace SQL over `traces` (the census itself reads the
-# DuckDB cache's flat tables; these queries compute the same figures from the nested table).
-CENSUS = {
-    "status": "SELECT state, count(*) AS n FROM traces GROUP BY state",
-    "latency": ("SELECT percentile(execution_time_ms, 0.5) AS p50, "
-                "percentile(execution_time_ms, 0.95) AS p95, "
-                "percentile(execution_time_ms, 0.99) AS p99, max(execution_time_ms) AS worst "
-                "FROM traces"),
-    "time_buckets": ("SELECT date_trunc('HOUR', request_time) AS hour, count(*) AS n, "
-                     "sum(CASE WHEN state = 'ERROR' THEN 1 ELSE 0 END) AS errors "
-                     "FROM traces GROUP BY 1"),
-    "spans_by_name": ("SELECT s.name, s.span_type, count(*) AS calls, "
-                      "sum(CASE WHEN s.status_code = 'ERROR' THEN 1 ELSE 0 END) AS errors, "
-                      "percentile(s.duration_ms, 0.95) AS p95_ms "
-                      "FROM traces LATERAL VIEW explode(spans) x AS s GROUP BY 1, 2"),
-    "error_messages": ("SELECT s.name, s.status_message, count(*) AS n FROM traces "
-                       "LATERAL VIEW explode(spans) x AS s WHERE s.status_code = 'ERROR' "
-                       "GROUP BY 1, 2 ORDER BY n DESC, 1, 2 LIMIT 20"),
-    "lengths": ("SELECT avg(length(request)) AS req, percentile(length(response), 0.5) AS resp, "
-                "sum(CASE WHEN response_empty THEN 1 ELSE 0 END) AS empty FROM traces"),
-    "tokens_cost": ("SELECT sum(total_tokens) AS tokens, avg(total_tokens) AS mean_tokens, "
-                    "sum(total_cost) AS cost FROM traces"),
-    "assessments": ("SELECT a.name, a.value, count(*) AS n FROM traces "
-                    "LATERAL VIEW explode(assessments) y AS a GROUP BY 1, 2"),
-    "repeated_responses": ("SELECT response, count(*) AS n FROM traces WHERE state = 'OK' "
-                           "GROUP BY response HAVING count(*) > 10 ORDER BY n DESC, response "
-                           "LIMIT 10"),
+# The census itself runs on both engines: on DuckDB over flat tables built from the Parquet
+# (as the cache holds them), on Spark over the flat views ``spark_census`` derives from
+# `traces`. The same flat rows on DuckDB, written in DuckDB SQL:
+_EVENTS = "'[{\"name\":\"VARCHAR\",\"attributes\":\"MAP(VARCHAR,VARCHAR)\"}]'"
+DUCKDB_FLAT = {
+    "t": ("SELECT trace_id, request_time_ms, execution_time_ms, state, request, response, "
+          "trace_name, session_id, input_tokens, output_tokens, total_tokens, total_cost, "
+          "length(request)::BIGINT AS request_length, length(response)::BIGINT AS "
+          "response_length, response_empty FROM traces"),
+    "s": ("SELECT trace_id, sp.name, sp.span_type, sp.status_code, sp.status_message, "
+          "sp.start_time_ms, sp.duration_ms, sp.parent_id IS NULL AS is_root, "
+          "exc['exception.type'] AS exception_type, exc['exception.message'] AS "
+          "exception_message, sp.span_id, sp.parent_id, sp.end_time_ms FROM ("
+          "SELECT trace_id, sp, CASE WHEN sp.status_code = 'ERROR' THEN list_filter(from_json("
+          f"sp.events, {_EVENTS}), e -> e.name = 'exception')[1].attributes END AS exc "
+          "FROM (SELECT trace_id, unnest(spans) AS sp FROM traces))"),
+    "a": ("SELECT trace_id, NULL::VARCHAR AS assessment_id, x.name, x.value, x.source_type, "
+          "x.rationale, NULL::BIGINT AS last_updated_ms "
+          "FROM (SELECT trace_id, unnest(assessments) AS x FROM traces)"),
 }
 COHORTS = {
     "long_request_errors": ("length(request) > 120", "state = 'ERROR'"),
@@ -85,7 +80,11 @@ def generate(out: Path, n: int) -> float:
             "status_message := CASE WHEN (h >> (8 + j)) % 17 = 0 THEN errs[1 + (h >> (4 * j)) % 4] END, "
             "end_time_ms := t0 + 50.0 * j + ((h >> j) % 900), duration_ms := ((h >> j) % 900)::DOUBLE, "
             "inputs := '{\"q\": \"' || city || '\"}', outputs := '{\"result\": \"ok\"}', "
-            "attributes := '{\"mlflow.spanType\": \"TOOL\"}', events := '[]')")
+            "attributes := '{\"mlflow.spanType\": \"TOOL\"}', "
+            "events := CASE WHEN (h >> (8 + j)) % 17 = 0 THEN '[{\"name\": \"exception\", "
+            "\"attributes\": {\"exception.type\": \"' || "
+            "split_part(errs[1 + (h >> (4 * j)) % 4], ':', 1) || '\", \"exception.message\": \"' || "
+            "errs[1 + (h >> (4 * j)) % 4] || '\"}}]' ELSE '[]' END)")
     chat = ("struct_pack(start_time_ms := t0 + 400.0, span_id := printf('%016x', i * 8 + 7), "
             "parent_id := printf('%016x', i * 8), name := 'ChatModel', span_type := 'CHAT_MODEL', "
             "status_code := CASE WHEN h % 23 = 0 THEN 'ERROR' ELSE 'OK' END, "
@@ -145,7 +144,7 @@ def generate(out: Path, n: int) -> float:
 def queries() -> dict[str, str]:
     from insights.analytics.cohorts import spark_counts_sql
 
-    named = {f"census.{k}": v for k, v in CENSUS.items()}
+    named = {}
     for name, (cohort, outcome) in COHORTS.items():
         named[f"cohort.{name}"] = spark_counts_sql(cohort, f"NOT ({cohort})", outcome, 5)
     return named
@@ -165,7 +164,16 @@ def run_duckdb(data: str, work: Path) -> dict:
     con.execute(f"CREATE TABLE traces AS SELECT * EXCLUDE (day) FROM "
                 f"read_parquet('{data}/*/*.parquet', hive_partitioning = true)")
     load = time.perf_counter() - started
-    times, answers = {}, {}
+    from insights.analytics.census_model import Census
+    from insights.analytics.sections import exact_census
+
+    started = time.perf_counter()
+    for name, body in DUCKDB_FLAT.items():
+        con.execute(f"CREATE TEMP TABLE {name} AS {body}")
+    census = Census.model_validate({**exact_census(con), "method": "exact"})
+    census = census.model_dump(mode="json")
+    census.pop("method", None)
+    times, answers = {"census": time.perf_counter() - started}, {"census": census}
     for name, sql in queries().items():
         started = time.perf_counter()
         result = run(con, to_duckdb(parse_query(sql), "traces"), 10_000, timeout=3600,
@@ -180,10 +188,15 @@ def run_spark(data: str, remote: str | None, master: str | None) -> dict:
     """Run each query as written on Spark over the Parquet folder (or table)."""
     from insights.analytics import spark_engine
 
+    from insights.analytics.spark_census import spark_census
+
     started = time.perf_counter()
     spark_engine.spark_session(remote, master)
     load = time.perf_counter() - started
-    times, answers = {}, {}
+    started = time.perf_counter()
+    census = spark_census(table=data, remote=remote, master=master).model_dump(mode="json")
+    census.pop("method", None)
+    times, answers = {"census": time.perf_counter() - started}, {"census": census}
     for name, sql in queries().items():
         started = time.perf_counter()
         result = spark_engine.execute_sql_spark(sql, table=data, remote=remote, master=master,
@@ -225,6 +238,16 @@ def child(args: argparse.Namespace) -> None:
         result = run_spark(args.data, args.spark_remote, args.spark_master)
     result["python_peak_kb"] = _peak_kb(Path("/proc/self/status"))
     print(json.dumps(result, default=str))
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 2)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _same(a: list, b: list) -> bool:
@@ -279,7 +302,7 @@ def main() -> None:
             r["wall_s"] = wall
             per[engine] = r
             peak_mb = (r["python_peak_kb"] + r.get("jvm_peak_kb", 0)) / 1024
-            census = sum(v for k, v in r["times"].items() if k.startswith("census."))
+            census = r["times"]["census"]
             cohorts = sum(v for k, v in r["times"].items() if k.startswith("cohort."))
             print(f"{n:>9,} {engine:6} start/load {r['load_s']:6.1f} s  census {census:6.1f} s  "
                   f"cohorts {cohorts:6.1f} s  process {wall:6.1f} s  peak {peak_mb:7.0f} MB "
@@ -288,7 +311,9 @@ def main() -> None:
                 print(f"            {k:36} {v:7.2f} s")
         if len(per) == 2:
             a, b = per["duckdb"]["answers"], per["spark"]["answers"]
-            differ = [k for k in a if not _same(a[k], b[k])]
+            differ = [k for k in a if k != "census" and not _same(a[k], b[k])]
+            if _rounded(a["census"]) != _rounded(b["census"]):
+                differ.append("census")
             print(f"  answers differ: {differ or 'none'}", flush=True)
         summary[n] = {e: {k: v for k, v in r.items() if k != "answers"} for e, r in per.items()}
     if len(summary) >= 2:

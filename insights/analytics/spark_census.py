@@ -48,8 +48,8 @@ FLAT_VIEWS = {
                exc['exception.message'] AS exception_message, sp.span_id, sp.parent_id,
                sp.end_time_ms
         FROM (SELECT trace_id, sp, CASE WHEN sp.status_code = 'ERROR' THEN
-                     filter(from_json(sp.events, '{_EVENTS}'),
-                            e -> e.name = 'exception')[0].attributes END AS exc
+                     get(filter(from_json(sp.events, '{_EVENTS}'),
+                                e -> e.name = 'exception'), 0).attributes END AS exc
               FROM (SELECT trace_id, explode(spans) AS sp FROM traces {{where}}))""",
     "a": """
         SELECT trace_id, CAST(NULL AS STRING) AS assessment_id, ass.name, ass.value,

@@ -41,13 +41,30 @@ def spark():
     spark_engine.stop_spark()
 
 
+def log_status_only_failures(n: int) -> None:
+    """Traces whose failed span has an ERROR status and message but no exception event (a
+    span ended by hand, as some instrumentations do)."""
+    import mlflow
+    from mlflow.entities import SpanStatus, SpanStatusCode, SpanType
+
+    for i in range(n):
+        with mlflow.start_span("pipeline", span_type=SpanType.CHAIN) as root:
+            root.set_inputs({"q": f"status only {i}"})
+            with mlflow.start_span("fetch", span_type=SpanType.RETRIEVER) as fetch:
+                fetch.set_status(SpanStatus(SpanStatusCode.ERROR, "TimeoutError: fetch timed out"))
+            root.set_outputs({"answer": ""})
+    mlflow.flush_trace_async_logging()
+
+
 @pytest.fixture(scope="module")
 def corpus(template_db, tmp_path_factory):
-    """20 agent traces with tags, failures and 8 feedbacks, in a real SQLite store."""
+    """20 agent traces with tags, failures and 8 feedbacks, plus 3 traces failed by status
+    only, in a real SQLite store."""
     uri, exp = new_sqlite_store(template_db, tmp_path_factory.mktemp("spark-census-store"))
     with tracking(uri):
         ids = log_agent_traces(exp, 0, 20)
         log_feedback(ids)
+        log_status_only_failures(3)
     return uri, exp, ids
 
 
@@ -75,7 +92,9 @@ def test_census_on_spark_equals_duckdb_on_an_agent_corpus(corpus, spark):
     with AnalyticsSession(uri, exp) as session:
         duck = compute_census(session)
         on_spark = spark_census(session)
-    assert duck.total_traces == 20 and duck.errors and duck.assessments and duck.tools
+    assert duck.total_traces == 23 and duck.errors and duck.assessments and duck.tools
+    fetch = next(sp for sp in duck.spans if sp.name == "fetch")
+    assert [e.type for e in fetch.error_types] == ["TimeoutError"]  # from the message
     assert_same_census(duck, on_spark)
 
 
@@ -105,7 +124,7 @@ def test_scoped_census_on_spark_equals_duckdb(corpus, spark):
                       {"filter_string": "trace.status = 'ERROR'"}):
             duck = compute_census(session, **scope)
             on_spark = spark_census(session, **scope)
-            assert 0 < duck.total_traces < 20, scope
+            assert 0 < duck.total_traces < 23, scope
             assert_same_census(duck, on_spark)
 
 
