@@ -1,9 +1,10 @@
 """The census, section by section: each section's exact SQL and, where MLflow aggregates it,
 its server form, side by side so the two paths cannot drift apart.
 
-A section fills one or more census keys. ``exact(q, c)`` computes them with DuckDB over the
+A section fills one or more census keys. ``exact(q, c)`` computes them with DuckDB SQL over the
 temp views ``t`` / ``s`` / ``a`` (traces, spans, assessments in scope); ``c`` holds the keys
-of earlier sections. On a tracking server the census is first computed exactly over a sample
+of earlier sections. The same SQL runs on Spark, transpiled (``spark_census``), so a section
+uses only forms both engines compute alike, and a test compares the two censuses. On a tracking server the census is first computed exactly over a sample
 of traces, then each section's ``server(c, facts)`` replaces what the server aggregates
 exactly (``facts.results`` holds the answers to the ``server_queries`` it asked) and scales
 sample counts where the server has none. A section without a server form keeps the sample's
