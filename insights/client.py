@@ -100,9 +100,7 @@ class InsightsClient:
         """A read-only connection to a ``sqlite:///`` store's file, else None (use MLflow)."""
         if not self.tracking_uri.startswith("sqlite:///"):
             return None
-        from insights.analytics.sqlite_source import sqlite_path
-
-        path = sqlite_path(self.tracking_uri)
+        path = compat.sqlite_store_path(self.tracking_uri)
         return compat.sqlite_read_only(path) if os.path.isfile(path) else None
 
     def _analysis_artifact_uri(self, run_id: str) -> str:
@@ -654,8 +652,8 @@ class InsightsClient:
         from insights.analytics.census_model import Census
 
         run_id = check_id(insights_run_id, "run id")
-        runs.get_analysis_run(self._client, run_id)
-        text = artifacts.read_text(self._client, run_id, CENSUS_PATH)
+        self._analysis_artifact_uri(run_id)   # checks the run; on SQLite without MLflow's store
+        text = artifacts.read_text(self._reader, run_id, CENSUS_PATH)
         if text is None:
             raise NotFoundError(f"No baseline census in run '{run_id}': run create-baseline-census")
         try:

@@ -101,6 +101,14 @@ def sqlite_schema_problems(conn: sqlite3.Connection) -> list[str]:
     return problems
 
 
+def sqlite_store_path(uri: str) -> str:
+    """Filesystem path of a ``sqlite:///`` tracking URI (as ``sqlite_source.sqlite_path``, here
+    so the CLI's fast reads need not import DuckDB and PyArrow with that module)."""
+    from urllib.parse import unquote
+
+    return unquote(uri.split("sqlite:///", 1)[1].split("?", 1)[0])
+
+
 def sqlite_read_only(path: str) -> sqlite3.Connection | None:
     """A read-only connection to an MLflow SQLite store file, None when it cannot be opened."""
     from urllib.parse import quote

@@ -96,3 +96,36 @@ def test_hypothesis_reads_check_the_run_like_the_mlflow_path(tracking_uri,  # no
     for client in (InsightsClient(tracking_uri), slow):
         with pytest.raises(NotFoundError, match="deleted"):
             client.get_hypothesis(run_id, hid)
+
+
+def test_census_read_needs_no_mlflow_client_and_matches_the_mlflow_path(
+        tracking_uri, experiment_id, monkeypatch):  # noqa: F811
+    from helpers.insights_helpers import make_traces
+    from insights.errors import NotAnInsightsRunError
+
+    make_traces(tracking_uri, experiment_id, 3)
+    writer = InsightsClient(tracking_uri)
+    run_id = writer.create_analysis(experiment_id, run_name="census")
+    bare = writer.create_analysis(experiment_id, run_name="no census yet")
+    writer.create_baseline_census(run_id)
+    writer.close()
+
+    fast = InsightsClient(tracking_uri)
+    got = fast.get_baseline_census(run_id)
+    assert fast._mlflow is None
+    slow = _via_mlflow(monkeypatch, tracking_uri)
+    assert got.model_dump(mode="json") == slow.get_baseline_census(run_id).model_dump(mode="json")
+    assert got.run_id == run_id and got.total_traces == 3
+
+    other = MlflowClient(tracking_uri).create_run(experiment_id).info.run_id   # not ours
+    for client in (InsightsClient(tracking_uri), slow):
+        with pytest.raises(NotFoundError, match="No baseline census in run"):
+            client.get_baseline_census(bare)
+        with pytest.raises(NotAnInsightsRunError):
+            client.get_baseline_census(other)
+        with pytest.raises(NotFoundError, match="not found"):
+            client.get_baseline_census("0" * 32)
+    MlflowClient(tracking_uri).delete_run(run_id)
+    for client in (InsightsClient(tracking_uri), slow):
+        with pytest.raises(NotFoundError, match="deleted"):
+            client.get_baseline_census(run_id)
