@@ -329,6 +329,25 @@ def cached_store(app: str, n_traces: int, seed: int) -> Store:
                            n_traces, seed)
     cache = cache_dir()
     entry = cache / f"gen-{app}-{seed}-{n_traces}-{cache_key(app, n_traces, seed)}"
+    with _build_lock(entry):  # parallel test workers build it once; the others wait
+        _build_entry(cache, entry, app, n_traces, seed)
+    return Store(entry, GroundTruth.load(entry / "truth.json"))
+
+
+@contextlib.contextmanager
+def _build_lock(entry: Path):
+    """An exclusive lock named after the cache entry, held while it is checked and built."""
+    import fcntl
+
+    with open(entry.with_name(f".lock-{entry.name}"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_entry(cache: Path, entry: Path, app: str, n_traces: int, seed: int) -> None:
     if not (entry / "truth.json").exists():
         for old in cache.glob(f"gen-{app}-{seed}-{n_traces}-*"):  # other code or day
             shutil.rmtree(old, ignore_errors=True)
@@ -342,7 +361,6 @@ def cached_store(app: str, n_traces: int, seed: int) -> Store:
                 os.rename(partial, entry)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-    return Store(entry, GroundTruth.load(entry / "truth.json"))
 
 
 def _rewrite_paths(db: Path, old: str, new: str) -> None:

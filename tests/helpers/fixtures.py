@@ -11,12 +11,14 @@ store under tmp_path, ``MLFLOW_TRACKING_URI`` set).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import sqlite3
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -35,6 +37,21 @@ def fixture_cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def build_lock(entry: Path) -> Iterator[None]:
+    """Hold an exclusive lock named after a cache entry while checking for it and building it,
+    so parallel workers (pytest-xdist, other checkouts) build each entry once and the others
+    wait for it instead of building their own copy."""
+    import fcntl
+
+    with open(entry.with_name(f".lock-{entry.name}"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cache_enabled() -> bool:
@@ -76,6 +93,13 @@ def migrated_template() -> Path:
         _TEMPLATE = folder / "mlflow.db"
         return _TEMPLATE
     final = fixture_cache_dir() / f"mlflow-template-{_mlflow_schema_key()}.db"
+    with build_lock(final):
+        _build_template(final)
+    _TEMPLATE = final
+    return final
+
+
+def _build_template(final: Path) -> None:
     if not _is_migrated(final):
         partial = final.with_name(f".{final.name}.{uuid.uuid4().hex}")
         try:
@@ -83,8 +107,6 @@ def migrated_template() -> Path:
             os.replace(partial, final)  # atomic: readers see no file or a whole one
         finally:
             partial.unlink(missing_ok=True)
-    _TEMPLATE = final
-    return final
 
 
 def copy_template(db: Path) -> str:

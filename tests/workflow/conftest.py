@@ -139,8 +139,9 @@ def cached_store(root: Path, n_traces: int, seed: int = DEMO_SEED) -> Store:
         return build_store(root, n_traces, seed)
     cache = fixtures.fixture_cache_dir()
     entry = cache / f"demo-{seed}-{n_traces}-{_demo_cache_key(n_traces, seed)}"
-    if not (entry / "corpus.pickle").exists():
-        _publish(cache, entry, n_traces, seed)
+    with fixtures.build_lock(entry):  # parallel workers build it once; the others wait
+        if not (entry / "corpus.pickle").exists():
+            _publish(cache, entry, n_traces, seed)
     with open(entry / "corpus.pickle", "rb") as f:
         corpus = pickle.load(f)
     return Store(entry, corpus.experiment_id, corpus).copy_to(root)
