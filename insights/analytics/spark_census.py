@@ -172,7 +172,7 @@ def spark_census(session: AnalyticsSession | None = None, *, table: str | None =
     spark = spark_engine.spark_session(remote, master)
     with spark_engine.lock():
         say("reading traces on Spark" if table else "exporting new traces for Spark")
-        spark_engine.traces_frame(spark, session, table).createOrReplaceTempView("traces")
+        spark_engine.register_traces(spark, session, table)
         if ids is not None:
             spark.createDataFrame([(i,) for i in ids], "trace_id STRING") \
                 .createOrReplaceTempView("scope_ids")

@@ -21,10 +21,12 @@ the same columns and values. pyspark is imported only here, and only when a quer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,7 @@ ENGINE_ENV = "INSIGHTS_ENGINE"
 ENGINES = ("duckdb", "spark")
 DEFAULT_MASTER = "local[2]"
 DRIVER_MEMORY_ENV = "INSIGHTS_SPARK_DRIVER_MEMORY"
+_CONNECT_MODE_ENV = "SPARK_CONNECT_MODE_ENABLED"  # set by pyspark when a Connect session starts
 # Spark functions that reach outside the query: static Java method calls, file names.
 _DENIED_SPARK_FUNCTIONS = ("reflect", "java_method", "try_reflect", "input_file_name",
                            "input_file_block_start", "input_file_block_length", "current_user",
@@ -103,13 +106,7 @@ def _start(remote: str | None, master: str) -> SparkSession:
         raise InvalidInputError("the Spark engine needs pyspark: pip install "
                                 "'insights-agent[spark]'") from None
     if remote:
-        try:
-            spark = SparkSession.builder.remote(remote).getOrCreate()
-            _quiet_error_logs()
-            return spark
-        except ImportError as exc:  # Spark Connect's client needs grpcio, pandas, pyarrow
-            raise InvalidInputError(f"--spark-remote needs pip install 'pyspark[connect]' "
-                                    f"({_one_line(str(exc))})") from None
+        return _connect(SparkSession, remote)
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise InvalidInputError("the Spark engine needs Java 17+ (java not found on PATH and "
                                 "JAVA_HOME unset)")
@@ -122,6 +119,42 @@ def _start(remote: str | None, master: str) -> SparkSession:
                .config("spark.driver.memory", os.environ.get(DRIVER_MEMORY_ENV, "2g")))
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    _quiet_error_logs()
+    return spark
+
+
+def _connect(session_class: Any, remote: str) -> SparkSession:
+    """A Spark Connect session on ``remote``, checked with one quick call before it is kept.
+
+    Why: building the session sends nothing, and pyspark retries an unreachable server for
+    about ten minutes per call; the probe runs under a short retry policy instead, so a wrong
+    or dead URL is one line in seconds. The probe also pins the session's time zone to UTC,
+    as the local session is, so hour and day buckets match DuckDB whatever the server's zone.
+    """
+    try:
+        with warnings.catch_warnings():  # pyspark's pandas-version notice, on every start
+            warnings.filterwarnings("ignore", message="PySpark does not yet fully support",
+                                    category=FutureWarning)
+            spark = session_class.builder.remote(remote).getOrCreate()
+    except ImportError as exc:  # Spark Connect's client needs grpcio, pandas, pyarrow
+        raise InvalidInputError(f"--spark-remote needs pip install 'pyspark[connect]' "
+                                f"({_one_line(str(exc))})") from None
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    client = spark.client
+    patient = client.get_retry_policies()
+    client.set_retry_policies([DefaultPolicy(max_retries=5, max_backoff=2000)])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the retry-exhausted warning: the error says it
+            spark.conf.set("spark.sql.session.timeZone", "UTC")
+    except Exception as exc:  # noqa: BLE001 - gRPC failures arrive as several exception types
+        with contextlib.suppress(Exception):
+            spark.stop()
+        os.environ.pop(_CONNECT_MODE_ENV, None)
+        raise InvalidInputError(f"--spark-remote {remote}: cannot reach the Spark Connect "
+                                f"server ({_one_line(str(exc))})") from None
+    client.set_retry_policies(patient)  # later calls keep pyspark's resilience
     _quiet_error_logs()
     return spark
 
@@ -147,6 +180,8 @@ def stop_spark() -> None:
     with _lock:
         if _spark["session"] is not None:
             _spark["session"].stop()
+        if str(_spark["key"]).startswith("remote="):  # pyspark leaves it set after stop(),
+            os.environ.pop(_CONNECT_MODE_ENV, None)  # and a later local start then fails
         _spark["session"], _spark["key"] = None, None
 
 
@@ -170,6 +205,18 @@ def traces_frame(spark: SparkSession, session: AnalyticsSession | None = None,
     if not any(out.glob("day=*/*.parquet")):
         return spark.createDataFrame([], SPARK_TRACES_SCHEMA)
     return spark.read.parquet(str(out)).drop("day")
+
+
+def register_traces(spark: SparkSession, session: AnalyticsSession | None = None,
+                    table: str | None = None) -> None:
+    """Make `traces` the temp view of the data; a Spark failure (a server gone since the
+    session started, an unreadable table) is one line."""
+    from pyspark.errors import PySparkException
+
+    try:
+        traces_frame(spark, session, table).createOrReplaceTempView("traces")
+    except PySparkException as exc:
+        raise InvalidInputError(f"Spark: {_one_line(str(exc))}") from None
 
 
 def _table_frame(spark: SparkSession, table: str) -> DataFrame:
@@ -215,7 +262,7 @@ def execute_sql_spark(sql: str, *, session: AnalyticsSession | None = None,
     sql = spark_json_paths(sql)
     spark = spark_session(remote, master)
     with _lock:
-        traces_frame(spark, session, table).createOrReplaceTempView("traces")
+        register_traces(spark, session, table)
         rows, columns = _collect(spark, sql, max_rows, seconds)
     truncated = max_rows is not None and len(rows) > max_rows
     return SqlResult(columns, [[jsonable(v) for v in r] for r in rows[:max_rows]], truncated)
