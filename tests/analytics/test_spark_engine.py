@@ -184,6 +184,23 @@ def test_table_option_reads_an_existing_parquet_path(session, spark, tmp_path):
     assert canonical(r.rows, False) == canonical(execute_sql(session, sql).rows, False)
 
 
+def test_table_option_reads_a_catalog_table(session, spark, tmp_path):
+    """--table NAME (no slash): a table of Spark's catalog, here a managed table saved in a
+    local warehouse from the experiment's export, answers like DuckDB."""
+    out = tmp_path / "export"
+    export_traces(session, out)
+    spark.read.parquet(str(out)).drop("day").write.mode("overwrite") \
+        .option("path", str(tmp_path / "warehouse" / "traces_catalog")) \
+        .saveAsTable("traces_catalog")
+    try:
+        sql = ("SELECT s.span_type, count(*) AS n FROM traces LATERAL VIEW explode(spans) x AS s "
+               "GROUP BY s.span_type")
+        r = spark_engine.execute_sql_spark(sql, table="traces_catalog")
+        assert canonical(r.rows, False) == canonical(execute_sql(session, sql).rows, False)
+    finally:
+        spark.sql("DROP TABLE IF EXISTS traces_catalog")
+
+
 @pytest.mark.parametrize("sql, message", [
     ("DELETE FROM traces", "only SELECT/WITH"),
     ("SELECT * FROM traces; DROP TABLE traces", "one SQL statement"),
