@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import log_agent_traces, log_feedback, new_sqlite_store, tracking
 from insights.analytics import AnalyticsSession, cohort_stats, compute_census, execute_sql
 from insights.analytics.export import export_traces
 from insights.errors import InvalidInputError
@@ -124,13 +123,10 @@ def remote(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def corpus(template_db, tmp_path_factory):
-    """20 agent traces with tags, failures and 8 feedbacks, in a real SQLite store."""
-    uri, exp = new_sqlite_store(template_db, tmp_path_factory.mktemp("connect-store"))
-    with tracking(uri):
-        ids = log_agent_traces(exp, 0, 20)
-        log_feedback(ids)
-    return uri, exp, ids
+def corpus(sqlite_corpus):
+    """20 agent traces with tags, failures and 8 feedbacks, in a real SQLite store (the
+    analytics conftest's, on SQLite only: Spark reads it through the export)."""
+    return sqlite_corpus
 
 
 @pytest.fixture()
