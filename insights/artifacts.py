@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +18,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
-from mlflow.exceptions import MlflowException
 
 from insights import yamlio
-from insights.compat import download_artifact_file
+from insights.compat import download_artifact_file, write_local_artifact
 from insights.errors import (
     InsightsError,
     InvalidInputError,
@@ -39,22 +39,34 @@ def store_errors(what: str = "tracking store") -> Iterator[None]:
         yield
     except InsightsError:
         raise
-    except MlflowException as exc:
-        code = getattr(exc, "error_code", "")
-        message = _first_line(exc.message if hasattr(exc, "message") else str(exc))
-        if code == "RESOURCE_DOES_NOT_EXIST":
-            raise NotFoundError(message) from None
-        if code == "INVALID_PARAMETER_VALUE" and not _looks_unreachable(message):
-            raise InvalidInputError(message) from None
-        if _looks_unreachable(message):
-            raise TrackingServerError(f"Tracking server unreachable ({what}): {_endpoint(message)}") from None
-        raise TrackingServerError(f"{what} failed: {message}") from None
-    except (ConnectionError, OSError) as exc:
-        raise TrackingServerError(f"{what} unreachable: {_first_line(str(exc))}") from None
-    except Exception as exc:  # requests' errors and friends
-        if exc.__class__.__module__.startswith(("requests", "urllib3")):
+    except Exception as exc:
+        if _is_mlflow_error(exc):
+            raise _from_mlflow(exc, what) from None
+        if isinstance(exc, (ConnectionError, OSError)):
+            raise TrackingServerError(f"{what} unreachable: {_first_line(str(exc))}") from None
+        if exc.__class__.__module__.startswith(("requests", "urllib3")):  # and friends
             raise TrackingServerError(f"{what} unreachable: {_first_line(str(exc))}") from None
         raise
+
+
+def _is_mlflow_error(exc: Exception) -> bool:
+    """Whether ``exc`` is an ``MlflowException``, without importing MLflow (seconds) in a
+    process that never did: then nothing can have raised one."""
+    module = sys.modules.get("mlflow.exceptions")
+    return module is not None and isinstance(exc, module.MlflowException)
+
+
+def _from_mlflow(exc: Any, what: str) -> InsightsError:
+    """The typed error for an ``MlflowException`` raised while doing ``what``."""
+    code = getattr(exc, "error_code", "")
+    message = _first_line(exc.message if hasattr(exc, "message") else str(exc))
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return NotFoundError(message)
+    if code == "INVALID_PARAMETER_VALUE" and not _looks_unreachable(message):
+        return InvalidInputError(message)
+    if _looks_unreachable(message):
+        return TrackingServerError(f"Tracking server unreachable ({what}): {_endpoint(message)}")
+    return TrackingServerError(f"{what} failed: {message}")
 
 
 def _looks_unreachable(message: str) -> bool:
@@ -84,6 +96,37 @@ def dump_yaml(data: dict[str, Any]) -> str:
 def write_yaml(client, run_id: str, path: str, data: dict[str, Any]) -> None:
     with store_errors("writing artifact"):
         client.log_text(run_id, dump_yaml(data), path)
+
+
+class LocalRunWriter:
+    """A client whose ``log_text`` for one run with a local artifact folder writes the file in
+    place as ``MlflowClient.log_text`` would through MLflow's ``LocalArtifactRepository``
+    (``compat.write_local_artifact``); anything else is passed to ``client``.
+
+    Why: on a local SQLite store the run (and its artifact URI) is read from the store's
+    tables; ``MlflowClient.log_text`` would import MLflow and start its SQL store (seconds)
+    only to look the run up again and write a small file into that folder."""
+
+    def __init__(self, client: Any, run_id: str, root: str):
+        self._client = client
+        self._run_id = run_id
+        self._root = root
+        self.tracking_uri = client.tracking_uri
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        if run_id != self._run_id:
+            self._client.log_text(run_id, text, artifact_file)
+        else:
+            write_local_artifact(self._root, artifact_file, text)
+
+
+def local_writer(client: Any, run_id: str, artifact_uri: str) -> LocalRunWriter | None:
+    """A ``LocalRunWriter`` for the run, None when its artifacts are not on this disk."""
+    root = _uri_path(artifact_uri)
+    return None if root is None else LocalRunWriter(client, run_id, root)
 
 
 def read_yaml(client, run_id: str, path: str) -> dict[str, Any] | None:

@@ -17,8 +17,6 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from mlflow import MlflowClient
-from mlflow.entities import Trace, ViewType
 from pydantic import ValidationError
 
 from insights import artifacts, compat, journal, runs
@@ -53,6 +51,9 @@ CENSUS_PATH = "insights/baseline_census.json"
 _SEARCH_PAGE = 500  # the most traces an MLflow server returns per search call
 
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Trace
+
     from insights.analytics.census_model import Census
 
 EvidenceInput = dict[str, Any] | EvidenceEntry | str
@@ -80,9 +81,7 @@ class InsightsClient:
     """
 
     def __init__(self, tracking_uri: str | None = None):
-        import mlflow
-
-        self.tracking_uri = tracking_uri or mlflow.get_tracking_uri()
+        self.tracking_uri = tracking_uri or _default_tracking_uri()
         self._mlflow: MlflowClient | None = None   # opened on first use (see _client)
         self._reader = _LazyMlflowClient(self)
         self._sessions: dict[str, Any] = {}  # experiment id -> AnalyticsSession
@@ -93,6 +92,8 @@ class InsightsClient:
         """MLflow's client, created on first use: creating it imports the store (for SQLite,
         MLflow's SQLAlchemy store, ~2.5 s), which reading issues from a local store skips."""
         if self._mlflow is None:
+            from mlflow import MlflowClient
+
             self._mlflow = MlflowClient(self.tracking_uri)
         return self._mlflow
 
@@ -106,9 +107,17 @@ class InsightsClient:
     def _analysis_artifact_uri(self, run_id: str) -> str:
         """The analysis run's artifact URI, checked (as runs.get_analysis_run checks it) to be
         a live Insights analysis run; read from the tables of a local SQLite store."""
+        artifact_uri = self._stored_analysis_artifact_uri(run_id)
+        if artifact_uri is None:
+            return runs.get_analysis_run(self._client, run_id).info.artifact_uri
+        return artifact_uri
+
+    def _stored_analysis_artifact_uri(self, run_id: str) -> str | None:
+        """``_analysis_artifact_uri`` from the tables of a local SQLite store (same checks,
+        same errors); None when the store is not one."""
         conn = self._local_db()
         if conn is None:
-            return runs.get_analysis_run(self._client, run_id).info.artifact_uri
+            return None
         try:
             found = compat.sqlite_run(conn, run_id, runs.TAG_TYPE)
         finally:
@@ -201,17 +210,33 @@ class InsightsClient:
         entries = parse_evidence(evidence or [])
         _mapping(metrics, "metrics")
         _mapping(metadata, "metadata")
-        run = runs.get_analysis_run(self._client, run_id)
-        self.check_traces_exist(run.info.experiment_id, [e.trace_id for e in entries])
+        writer = self._hypothesis_writer(run_id, [e.trace_id for e in entries])
         hypothesis = Hypothesis(
             hypothesis_id=new_id(), run_id=run_id, statement=statement,
             testing_plan=testing_plan or "", rationale=rationale, evidence=entries,
             metrics=metrics or {}, metadata=metadata or {},
         )
         self._link(run_id, [e.trace_id for e in entries])
-        journal.create(self._client, run_id, "hypothesis", hypothesis.hypothesis_id,
+        journal.create(writer, run_id, "hypothesis", hypothesis.hypothesis_id,
                        hypothesis.to_dict())
         return hypothesis.hypothesis_id
+
+    def _hypothesis_writer(self, run_id: str, trace_ids: list[str]) -> Any:
+        """Check the analysis run (and that the cited traces are in its experiment); return
+        the client that writes the hypothesis's files.
+
+        Without evidence nothing needs MLflow's store (no traces to look up, no links to
+        write: only two files in the run's artifacts), so on a local SQLite store with local
+        artifacts the run is checked from the store's tables and the files written in place
+        as ``MlflowClient.log_text`` would write them, without importing MLflow."""
+        if not trace_ids:
+            artifact_uri = self._stored_analysis_artifact_uri(run_id)
+            writer = artifacts.local_writer(self._reader, run_id, artifact_uri or "")
+            if writer is not None:
+                return writer
+        run = runs.get_analysis_run(self._client, run_id)
+        self.check_traces_exist(run.info.experiment_id, trace_ids)
+        return self._client
 
     def create_issue(
         self,
@@ -400,7 +425,7 @@ class InsightsClient:
         experiment_id = self._experiment(experiment_id)
         self._check_experiment(experiment_id)
         out, problems = [], []
-        for run in runs.search_analysis_runs(self._client, experiment_id):
+        for run in self._analysis_runs(experiment_id):
             analysis = _analysis_from_run(run)
             # too long for a tag, or a run from before the tag existed: read the snapshot
             if run.data.tags.get(runs.TAG_METADATA, runs.METADATA_IN_SNAPSHOT) == \
@@ -467,8 +492,24 @@ class InsightsClient:
         issue_id = check_id(issue_id, "issue id")
         return self._locate_issue(issue_id, experiment_id)[1]
 
+    def _analysis_runs(self, experiment_id: str) -> list[Any]:
+        """The experiment's analysis runs as ``runs.search_analysis_runs`` finds them; read
+        from the tables of a local SQLite store (their artifact URIs remembered, so their
+        files are read in place)."""
+        conn = self._local_db()
+        if conn is None:
+            return runs.search_analysis_runs(self._client, experiment_id)
+        try:
+            found = compat.sqlite_tagged_runs(conn, experiment_id, runs.TAG_TYPE, "analysis")
+        finally:
+            conn.close()
+        for info, _ in found:
+            artifacts.remember_artifact_uri(self.tracking_uri, info["run_id"],
+                                            info["artifact_uri"])
+        return [runs.stored_run(info, tags) for info, tags in found]
+
     def _analysis_doc(self, run) -> dict[str, Any] | None:
-        return journal.read_snapshot(self._client, run.info.run_id,
+        return journal.read_snapshot(self._reader, run.info.run_id,
                                      journal.snapshot_path("analysis", None))
 
     def _hypothesis_doc(self, run_id: str, hypothesis_id: str) -> tuple[dict[str, Any], Hypothesis]:
@@ -773,6 +814,8 @@ class InsightsClient:
             for run_id, artifact_uri in found:
                 artifacts.remember_artifact_uri(self.tracking_uri, run_id, artifact_uri)
             return [run_id for run_id, _ in found]
+        from mlflow.entities import ViewType
+
         with store_errors("searching experiments"):
             experiments = self._client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
         ids = [e.experiment_id for e in experiments]
@@ -815,6 +858,15 @@ class InsightsClient:
 
 
 # ---------------------------------------------------------------------- module helpers
+
+
+def _default_tracking_uri() -> str:
+    """MLflow's tracking URI setting (``MLFLOW_TRACKING_URI`` or its default). MLflow is
+    imported here, not at module level: a command on a local SQLite store whose URI is given
+    may not need MLflow at all (its import alone takes seconds)."""
+    import mlflow
+
+    return mlflow.get_tracking_uri()
 
 
 class _LazyMlflowClient:

@@ -23,12 +23,20 @@ The private dependencies:
   ``insights.publish`` writes ours into.
 - ``MlflowClient()._tracing_client.log_assessment``: links a trace to a native issue with an
   ``IssueReference`` on a given tracking URI (``mlflow.log_issue`` only uses the global one).
+- How ``LocalArtifactRepository`` writes a file (``write_local_artifact``: staged under
+  ``LOCAL_ARTIFACT_TEMP_PREFIX`` beside the target, then renamed over it), repeated by
+  ``create-hypothesis`` on a local store so that it need not import MLflow (seconds) to write
+  two small files into a folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 import sqlite3
+import uuid
+from pathlib import Path
 from typing import Any, Iterator
 
 from insights.errors import InsightsError, TrackingServerError
@@ -42,9 +50,11 @@ SQLITE_TABLES: dict[str, tuple[str, ...]] = {
     "trace_request_metadata": ("request_id", "key", "value"),
     "assessments": ("trace_id", "assessment_id", "name", "value", "source_type", "rationale",
                     "last_updated_timestamp", "valid"),
-    # read by sqlite_experiment_stage / sqlite_parent_runs (the CLI's fast reads)
+    # read by sqlite_experiment_stage, sqlite_parent_runs, sqlite_tagged_runs (the CLI's fast
+    # reads)
     "experiments": ("experiment_id", "lifecycle_stage"),
-    "runs": ("run_uuid", "experiment_id", "lifecycle_stage", "artifact_uri", "start_time"),
+    "runs": ("run_uuid", "experiment_id", "lifecycle_stage", "artifact_uri", "start_time",
+             "name", "user_id", "status", "end_time"),
     "tags": ("run_uuid", "key", "value"),
 }
 # native issue store method -> the parameters insights.publish passes to it
@@ -61,6 +71,10 @@ _NO_ISSUES_ERROR_CODES = frozenset({"NOT_IMPLEMENTED", "ENDPOINT_NOT_FOUND"})
 # trace_info columns of newer MLflow versions: read when present, NULL otherwise
 SQLITE_OPTIONAL_TRACE_INFO_COLUMNS: tuple[str, ...] = (
     "trace_name", "session_id", "input_tokens", "output_tokens", "total_tokens", "total_cost")
+
+
+# mlflow.store.artifact.local_artifact_repo._TEMP_ARTIFACT_PREFIX: a file being written
+LOCAL_ARTIFACT_TEMP_PREFIX = ".artifact.uploading."
 
 
 class MlflowCompatError(TrackingServerError):
@@ -85,6 +99,33 @@ def download_artifact_file(repo: Any, remote_path: str, local_path: str) -> None
             f"{type(repo).__name__}._download_file no longer exists in this MLflow version: "
             "update insights/compat.py download_artifact_file()")
     download(remote_file_path=remote_path, local_path=local_path)
+
+
+def write_local_artifact(root: str | Path, artifact_file: str, text: str) -> None:
+    """Write ``text`` to ``artifact_file`` under a run's local artifact folder ``root`` as
+    ``MlflowClient.log_text`` does through ``LocalArtifactRepository``: the folder made if
+    missing, the text (UTF-8, text mode) staged in a hidden file beside the target with the
+    mode a new file gets, then renamed over it, so a reader never sees half a file."""
+    parts = posixpath.normpath(artifact_file).split("/")
+    if posixpath.isabs(artifact_file) or ".." in parts:
+        raise ValueError(f"artifact path {artifact_file!r} leaves the run's artifact folder")
+    target = Path(root).joinpath(*parts)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    while True:     # a fresh name (as mkstemp), but created with a new file's usual mode
+        staged = target.parent / f"{LOCAL_ARTIFACT_TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(staged, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(staged)
+        raise
 
 
 def sqlite_schema_problems(conn: sqlite3.Connection) -> list[str]:
@@ -155,6 +196,41 @@ def sqlite_tagged_runs_everywhere(conn: sqlite3.Connection, tag_key: str, tag_va
         "AND t.value = ? ORDER BY coalesce(r.start_time, 0) DESC, r.run_uuid LIMIT ?",
         (tag_key, tag_value, limit)).fetchall()
     return [(r[0], r[1] or "") for r in rows]
+
+
+# the runs columns sqlite_tagged_runs returns, named as RunInfo's arguments
+_RUN_INFO_COLUMNS = (("run_uuid", "run_id"), ("name", "run_name"),
+                     ("experiment_id", "experiment_id"), ("user_id", "user_id"),
+                     ("status", "status"), ("start_time", "start_time"),
+                     ("end_time", "end_time"), ("lifecycle_stage", "lifecycle_stage"),
+                     ("artifact_uri", "artifact_uri"))
+
+
+def sqlite_tagged_runs(conn: sqlite3.Connection, experiment_id: str, tag_key: str,
+                       tag_value: str) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """(RunInfo fields, every tag) of the experiment's active runs tagged ``tag_key =
+    tag_value``, in ``search_runs``' order for ``order_by=["attributes.start_time DESC"]``:
+    newest first, runs without a start time last, then by run id. One statement, so runs and
+    tags come from one snapshot of the store."""
+    if not experiment_id.isdigit():
+        return []
+    columns = ", ".join(f"r.{column}" for column, _ in _RUN_INFO_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {columns}, t.key, t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+        "WHERE r.run_uuid IN (SELECT c.run_uuid FROM runs c JOIN tags ct "
+        "ON ct.run_uuid = c.run_uuid WHERE c.experiment_id = ? AND c.lifecycle_stage = 'active' "
+        "AND ct.key = ? AND ct.value = ?) "
+        "ORDER BY r.start_time IS NULL, r.start_time DESC, r.run_uuid",
+        (int(experiment_id), tag_key, tag_value)).fetchall()
+    found: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+    width = len(_RUN_INFO_COLUMNS)
+    for row in rows:
+        if row[0] not in found:
+            info = {name: value for (_, name), value in zip(_RUN_INFO_COLUMNS, row)}
+            info["experiment_id"] = str(info["experiment_id"])
+            found[row[0]] = (info, {})
+        found[row[0]][1][row[width]] = row[width + 1]
+    return list(found.values())
 
 
 def sqlite_run(conn: sqlite3.Connection, run_id: str, tag_key: str

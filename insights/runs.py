@@ -12,13 +12,21 @@ its analysis's parent after creating it. The outcome is one parent holding every
 from __future__ import annotations
 
 import json
-
-from mlflow.entities import Run, ViewType
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME, MLFLOW_RUN_NOTE
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 from insights import journal
 from insights.artifacts import store_errors
 from insights.errors import NotAnInsightsRunError, NotFoundError
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+
+# MLflow's own tags (mlflow.utils.mlflow_tags), spelled out so that importing this module does
+# not import MLflow (seconds); tests/test_compat_contract.py checks they still match.
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"
+MLFLOW_RUN_NAME = "mlflow.runName"
+MLFLOW_RUN_NOTE = "mlflow.note.content"
 
 TAG_TYPE = "mlflow.insights.type"
 TAG_PARENT = "mlflow.insights.parent"
@@ -35,6 +43,8 @@ _SEARCH_PAGE = 1000
 
 def find_parents(client, experiment_id: str) -> list[Run]:
     """Active parent runs of an experiment, oldest first (the first is canonical)."""
+    from mlflow.entities import ViewType
+
     with store_errors("searching runs"):
         runs = client.search_runs(
             [experiment_id],
@@ -84,6 +94,8 @@ def _merge_into(client, extra: Run, canonical: str) -> None:
 
 
 def _children(client, experiment_id: str, parent_id: str) -> list[Run]:
+    from mlflow.entities import ViewType
+
     with store_errors("searching runs"):
         return client.search_runs(
             [experiment_id],
@@ -139,6 +151,8 @@ def get_analysis_run(client, run_id: str) -> Run:
 
 def search_analysis_runs(client, experiment_id: str) -> list[Run]:
     """Every analysis run of the experiment with one tag search (other runs are not scanned)."""
+    from mlflow.entities import ViewType
+
     runs: list[Run] = []
     token = None
     while True:
@@ -155,6 +169,17 @@ def search_analysis_runs(client, experiment_id: str) -> list[Run]:
         token = page.token
         if not token:
             return runs
+
+
+def stored_run(info: dict, tags: dict[str, str]) -> SimpleNamespace:
+    """A run read straight from a local store's tables, shaped as MLflow's ``Run`` for what
+    listings read (``info.run_id``, ``info.run_name``, ... and ``data.tags``): building
+    MLflow's own entities would import MLflow, seconds of a CLI call. ``info`` holds
+    ``RunInfo``'s fields; the run name falls back to the ``mlflow.runName`` tag, as in
+    MLflow's SQL store."""
+    run_name = info.get("run_name") or tags.get(MLFLOW_RUN_NAME)
+    return SimpleNamespace(info=SimpleNamespace(**{**info, "run_name": run_name}),
+                           data=SimpleNamespace(tags=dict(tags)))
 
 
 def metadata_tag(metadata: dict | None) -> str:

@@ -109,3 +109,82 @@ def test_issue_references_are_what_mlflow_counts_as_an_issues_traces(tracking_ur
     assert found.trace_count == 1, (
         "MLflow no longer counts IssueReference assessments as an issue's traces: update "
         "insights/publish.py _link() and insights/compat.py log_trace_assessment()")
+
+
+def test_sqlite_tagged_runs_are_the_runs_search_runs_returns(tracking_uri, experiment_id):
+    """The runs read from the tables (``compat.sqlite_tagged_runs`` + ``runs.stored_run``) are
+    the runs, order, info and tags MLflow's own search returns for the same tag filter."""
+    from insights import InsightsClient, runs
+
+    client = mlflow.MlflowClient(tracking_uri)
+    insights = InsightsClient(tracking_uri)
+    first = insights.create_analysis(experiment_id, run_name="first", metadata={"a": 1})
+    insights.create_analysis(experiment_id, run_name="second")
+    client.set_terminated(first, status="FINISHED")
+    for name in ("b", "a"):
+        client.create_run(experiment_id, start_time=5, run_name=name,
+                          tags={runs.TAG_TYPE: "analysis"})
+    path = tracking_uri.split("sqlite:///", 1)[1]
+    conn = compat.sqlite_read_only(path)
+    try:
+        found = compat.sqlite_tagged_runs(conn, experiment_id, runs.TAG_TYPE, "analysis")
+    finally:
+        conn.close()
+
+    def fields(run) -> dict:      # what listings read: RunInfo's fields and the tags
+        info = {k: getattr(run.info, k) for k in ("run_id", "run_name", "experiment_id",
+                                                  "user_id", "status", "start_time", "end_time",
+                                                  "lifecycle_stage", "artifact_uri")}
+        return {"info": info, "tags": run.data.tags}
+
+    ours = [fields(runs.stored_run(info, tags)) for info, tags in found]
+    theirs = [fields(r) for r in runs.search_analysis_runs(client, experiment_id)]
+    assert ours == theirs and len(ours) == 4, (
+        "MLflow's runs/tags tables or search_runs' order changed: update insights/compat.py "
+        "sqlite_tagged_runs and insights/runs.py stored_run")
+
+
+def test_mlflow_tag_names_spelled_out_in_runs_match_mlflow():
+    """insights/runs.py spells MLflow's tag names out (importing them imports MLflow)."""
+    from mlflow.utils import mlflow_tags
+
+    from insights import runs
+
+    for name in ("MLFLOW_PARENT_RUN_ID", "MLFLOW_RUN_NAME", "MLFLOW_RUN_NOTE"):
+        assert getattr(runs, name) == getattr(mlflow_tags, name), (
+            f"mlflow.utils.mlflow_tags.{name} changed: update insights/runs.py")
+
+
+def test_local_artifacts_are_written_as_mlflows_local_artifact_repository_writes_them(
+        tmp_path: Path):
+    """compat.write_local_artifact (create-hypothesis without MLflow) leaves exactly what
+    MlflowClient.log_text leaves through LocalArtifactRepository: same files, bytes and mode,
+    folders made as needed, no staged file left, an existing file replaced."""
+    import os
+
+    from mlflow.store.artifact import local_artifact_repo
+
+    assert compat.LOCAL_ARTIFACT_TEMP_PREFIX == local_artifact_repo._TEMP_ARTIFACT_PREFIX, (
+        "LocalArtifactRepository stages files under another name now: update "
+        "insights/compat.py LOCAL_ARTIFACT_TEMP_PREFIX and write_local_artifact()")
+    text = "statement: é ünïcode\nlines:\n- 1\n"
+    theirs, ours = tmp_path / "theirs", tmp_path / "ours"
+    repo = get_artifact_repository(theirs.as_uri())
+    for folder, written in (("a/b", text), ("a/b", text + "more\n"), (None, "top\n")):
+        name = "x.yaml"
+        src = tmp_path / "src" / name
+        src.parent.mkdir(exist_ok=True)
+        src.write_text(written, encoding="utf-8")
+        repo.log_artifact(str(src), folder)
+        compat.write_local_artifact(ours, f"{folder}/{name}" if folder else name, written)
+
+    def tree(root: Path) -> dict:
+        return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else "folder",
+                                           os.stat(p).st_mode & 0o777)
+                for p in root.rglob("*")}
+
+    assert tree(ours) == tree(theirs), (
+        "LocalArtifactRepository writes files differently now: update insights/compat.py "
+        "write_local_artifact()")
+    with pytest.raises(ValueError):
+        compat.write_local_artifact(ours, "../escape.yaml", "x")

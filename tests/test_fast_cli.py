@@ -10,7 +10,11 @@ good input and for bad: unknown, path-like, deleted and non-Insights ids, a dele
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +55,10 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> World:
+def world(tmp_path_factory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("fast-cli")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("INSIGHTS_CACHE_DIR", str(root / "cache"))   # the trace cache, this store's
     uri = copy_template(root / "mlflow.db")
     mlflow_client = MlflowClient(uri)
     exp = mlflow_client.create_experiment(f"fast-cli-{time.time_ns()}",
@@ -74,7 +80,15 @@ def world(tmp_path_factory) -> World:
     plain = mlflow_client.create_run(exp).info.run_id
     deleted_exp = mlflow_client.create_experiment(f"gone-{time.time_ns()}")
     mlflow_client.delete_experiment(deleted_exp)
-    return World(uri, exp, run, bare, plain, deleted_run, deleted_exp)
+    yield World(uri, exp, run, bare, plain, deleted_run, deleted_exp)
+    patch.undo()
+
+
+def store_state(world: World) -> dict[str, bytes]:
+    """The store's bytes: the database file and every file of its artifact folder."""
+    db = Path(world.uri.split("sqlite:///", 1)[1])
+    files = [db, *sorted(p for p in (db.parent / "artifacts").rglob("*") if p.is_file())]
+    return {str(p): p.read_bytes() for p in files}
 
 
 def invoke(world: World, args: list[str], monkeypatch, fast: bool):
@@ -96,6 +110,14 @@ GOOD = [
     ["list-analyses", "--experiment-id", "@EXP@"],
     ["get-baseline-census", "--run-id", "@RUN@", "-o", "json"],
     ["get-baseline-census", "--run-id", "@RUN@"],
+    ["execute-sql", "--experiment-id", "@EXP@", "SELECT state, count(*) AS n FROM traces "
+     "GROUP BY state"],
+    ["execute-sql", "--experiment-id", "@EXP@", "-o", "json", "SELECT trace_id, request "
+     "FROM traces ORDER BY trace_id"],
+    ["cohort-stats", "--experiment-id", "@EXP@", "--cohort", "length(request) > 5",
+     "--outcome", "state = 'OK'", "-o", "json"],
+    ["cohort-stats", "--experiment-id", "@EXP@", "--cohort", "length(request) > 5",
+     "--outcome", "state = 'OK'"],
 ]
 
 BAD = [  # (args, what stderr says)
@@ -107,6 +129,22 @@ BAD = [  # (args, what stderr says)
     (["list-analyses", "--experiment-id", "987654"], "not found"),
     (["list-analyses", "--experiment-id", "../1"], "experiment id"),
     (["list-analyses", "--experiment-id", "@DELETED_EXP@"], "is deleted"),
+    (["execute-sql", "--experiment-id", "987654", "SELECT 1"], "not found"),
+    (["execute-sql", "--experiment-id", "@DELETED_EXP@", "SELECT 1"], "is deleted"),
+    (["execute-sql", "--experiment-id", "../1", "SELECT 1"], "experiment id"),
+    (["execute-sql", "--experiment-id", "@EXP@", "DELETE FROM traces"], "Error"),
+    (["execute-sql", "--experiment-id", "@EXP@", "SELECT nope FROM traces"], "nope"),
+    # (cohort-stats does not check the experiment: an unknown one counts no traces, exit 0)
+    (["cohort-stats", "--experiment-id", "../1", "--cohort", "true", "--outcome", "true"],
+     "experiment id"),
+    (["cohort-stats", "--experiment-id", "@EXP@", "--cohort", "nope > 1", "--outcome", "true"],
+     "nope"),
+    (["create-hypothesis", "--run-id", UNKNOWN, "--statement", "s"], "not found"),
+    (["create-hypothesis", "--run-id", "../etc", "--statement", "s"], "run id"),
+    (["create-hypothesis", "--run-id", "@DELETED_RUN@", "--statement", "s"], "deleted"),
+    (["create-hypothesis", "--run-id", "@PLAIN@", "--statement", "s"],
+     "not an Insights analysis run"),
+    (["create-hypothesis", "--run-id", "@RUN@", "--statement", " "], "statement"),
 ]
 
 
@@ -120,7 +158,9 @@ def test_fast_output_equals_the_mlflow_path(world, monkeypatch, args):
 
 @pytest.mark.parametrize(("args", "says"), BAD, ids=lambda a: " ".join(a) if isinstance(a, list) else "")
 def test_bad_input_fails_alike_in_one_line_with_exit_2(world, monkeypatch, args, says):
+    before = store_state(world)
     fast, slow = both(world, args, monkeypatch)
+    assert store_state(world) == before          # nothing written, by either path
     assert fast.exit_code == slow.exit_code == 2, (fast.stderr, slow.stderr)
     assert fast.stderr == slow.stderr
     assert len(fast.stderr.strip().splitlines()) == 1 and says in fast.stderr
@@ -135,9 +175,64 @@ def test_list_analyses_json_has_every_analysis_newest_first(world, monkeypatch):
     assert listed[1]["metadata"] == {"k": "v"} and listed[1]["description"] == "d"
 
 
+def test_create_hypothesis_prints_alike_and_both_are_read_back(world, monkeypatch):
+    args = ["create-hypothesis", "--run-id", "@RUN@", "--statement", "Cited nothing yet",
+            "--testing-plan", "look", "-o", "json"]
+    fast, slow = both(world, args, monkeypatch)
+    assert fast.exit_code == slow.exit_code == 0, (fast.stderr, slow.stderr)
+    made = [json.loads(r.stdout) for r in (fast, slow)]
+    assert [sorted(m) for m in made] == [["hypothesis_id", "run_id"]] * 2
+    assert made[0]["run_id"] == made[1]["run_id"] == world.run
+    for hid in (m["hypothesis_id"] for m in made):
+        shown = [invoke(world, ["get-hypothesis", "--run-id", "@RUN@", "--hypothesis-id", hid,
+                                "-o", "json"], monkeypatch, on) for on in (True, False)]
+        assert shown[0].stdout == shown[1].stdout and shown[0].exit_code == 0
+        assert json.loads(shown[0].stdout)["status"] == "TESTING"
+
+
+def test_fast_commands_never_open_mlflows_store(world, monkeypatch):
+    """The point of the fast paths: MLflow's client (and its SQL store) is never created."""
+    def refuse(self):
+        raise AssertionError("MLflow's client was created")
+
+    monkeypatch.setattr(InsightsClient, "_client", property(refuse))
+    for args in [*GOOD, ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s"]]:
+        result = invoke(world, args, monkeypatch, True)
+        assert result.exit_code == 0, (args, result.stderr, result.exception)
+
+
 def test_fast_reads_leave_the_store_unchanged(world, monkeypatch):
     db = Path(world.uri.split("sqlite:///", 1)[1])
     before = db.read_bytes()
     for args in GOOD:
         invoke(world, args, monkeypatch, True)
     assert db.read_bytes() == before
+
+
+# Runs each command as its console script does, in a fresh interpreter: exit code, whether
+# MLflow was imported.
+PROBE = """
+import sys
+from insights.cli import main
+sys.argv = ["mlflow-insights", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code or 0
+else:
+    code = 0
+print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", code, file=sys.stderr)
+"""
+
+
+def test_fast_commands_do_not_import_mlflow(world):
+    """Reads (and a hypothesis without evidence) on a local SQLite store whose URI is given
+    never import MLflow (seconds)."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, MLFLOW_TRACKING_URI=world.uri,
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    for args in [*GOOD, ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s"]]:
+        done = subprocess.run([sys.executable, "-c", PROBE, *world.fill(args)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.stderr.strip().splitlines()[-1] == "NO-MLFLOW 0", (args, done.stderr)
+
