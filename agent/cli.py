@@ -14,12 +14,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from insights.cli import quick_fail_defaults
 from insights.errors import InsightsError
 
+
+class _Group(TyperGroup):
+    """The command group, whose own ``--help`` flag defaults to False instead of None.
+
+    Why: on ``insights-agent run --help`` the group's flag is processed unset; typer coerces
+    a None (not a bool) through a pydantic TypeAdapter, and importing that takes ~0.15 s, a
+    quarter of the help's time. A bool is taken as it is. The help printed is unchanged."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None and option.default is None:
+            option.default = False
+        return option
+
+
 app = typer.Typer(name="insights-agent", no_args_is_help=True, rich_markup_mode="rich",
-                  pretty_exceptions_enable=False, add_completion=False,
+                  pretty_exceptions_enable=False, add_completion=False, cls=_Group,
                   help="Investigate an MLflow experiment's traces and keep the findings in MLflow.")
 
 

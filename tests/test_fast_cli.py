@@ -236,3 +236,18 @@ def test_fast_commands_do_not_import_mlflow(world):
                               capture_output=True, text=True, timeout=300)
         assert done.stderr.strip().splitlines()[-1] == "NO-MLFLOW 0", (args, done.stderr)
 
+
+def test_agent_subcommand_help_does_not_import_pydantic():
+    """``insights-agent run --help``: the group's unset --help flag is a bool, so typer does
+    not build a pydantic adapter for it (importing pydantic is a quarter of the help's time)."""
+    root = Path(__file__).resolve().parent.parent
+    probe = ("import sys\nfrom agent.cli import main\nsys.argv = ['insights-agent', 'run', "
+             "'--help']\ntry:\n    main()\nexcept SystemExit as exc:\n    code = exc.code or 0\n"
+             "print('PYDANTIC' if 'pydantic' in sys.modules else 'NO-PYDANTIC', code, "
+             "file=sys.stderr)\n")
+    env = dict(os.environ, COLUMNS="200",
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "NO-PYDANTIC 0", done.stderr
+    assert "--experiment-id" in done.stdout and "Examples" in done.stdout
