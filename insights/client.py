@@ -747,7 +747,11 @@ class InsightsClient:
         from insights.analytics import cohort_stats
         from insights.analytics.spark_engine import resolve_engine
 
-        if resolve_engine(engine) == "spark":
+        spark = resolve_engine(engine) == "spark"
+        if not (spark and table):  # an unknown or deleted experiment is refused, not counted
+            experiment_id = self._experiment(experiment_id)
+            self._check_experiment(experiment_id)
+        if spark:
             session = None if table else self.analytics_session(experiment_id)
             return cohort_stats(session, cohort, control, outcome, samples, engine="spark",
                                 spark={"table": table, "remote": spark_remote,

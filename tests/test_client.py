@@ -480,6 +480,10 @@ def test_listing_analyses_is_one_search_without_per_analysis_reads(client, exp):
     assert len(listed) == 5
     assert downloads.count == 0
     assert get_run.count == 0
+    if client.tracking_uri.startswith("sqlite:"):
+        # a local store is read with one SQL statement of its own (tests/test_fast_reads.py)
+        assert search.count == 0
+        return
     assert search.count == 1
     # the search is by the analysis tag, so other runs of the experiment are never scanned
     assert "mlflow.insights.type" in str(search.calls[0])

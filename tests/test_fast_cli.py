@@ -134,9 +134,12 @@ BAD = [  # (args, what stderr says)
     (["execute-sql", "--experiment-id", "../1", "SELECT 1"], "experiment id"),
     (["execute-sql", "--experiment-id", "@EXP@", "DELETE FROM traces"], "Error"),
     (["execute-sql", "--experiment-id", "@EXP@", "SELECT nope FROM traces"], "nope"),
-    # (cohort-stats does not check the experiment: an unknown one counts no traces, exit 0)
     (["cohort-stats", "--experiment-id", "../1", "--cohort", "true", "--outcome", "true"],
      "experiment id"),
+    (["cohort-stats", "--experiment-id", "987654", "--cohort", "true", "--outcome", "true"],
+     "not found"),
+    (["cohort-stats", "--experiment-id", "@DELETED_EXP@", "--cohort", "true", "--outcome",
+      "true"], "is deleted"),
     (["cohort-stats", "--experiment-id", "@EXP@", "--cohort", "nope > 1", "--outcome", "true"],
      "nope"),
     (["create-hypothesis", "--run-id", UNKNOWN, "--statement", "s"], "not found"),
