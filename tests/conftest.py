@@ -29,12 +29,34 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_SESSION_EXPERIMENT_ID = os.environ.get("MLFLOW_EXPERIMENT_ID")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_environment():
+    """A test's changes to os.environ end with it. The CLIs set variables in-process on purpose
+    (a `.env` file's MLFLOW_EXPERIMENT_ID, `--engine`'s INSIGHTS_ENGINE); left behind, they
+    steer whichever test the same worker runs next."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_active_experiment():
     """Tests that log traces through MLflow's fluent API set an active experiment; clear it so
     no later test sees one it did not set."""
     yield
     mlflow.tracking.fluent._active_experiment_id = None
+    # set_experiment also exports MLFLOW_EXPERIMENT_ID, which the SDK and CLIs read as the
+    # default experiment: back to what the session started with (a module fixture's too)
+    if os.environ.get("MLFLOW_EXPERIMENT_ID") != _SESSION_EXPERIMENT_ID:
+        if _SESSION_EXPERIMENT_ID is None:
+            os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+        else:
+            os.environ["MLFLOW_EXPERIMENT_ID"] = _SESSION_EXPERIMENT_ID
 
 
 @pytest.fixture()
