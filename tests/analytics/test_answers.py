@@ -101,6 +101,7 @@ def test_response_empty_column_and_census_use_the_definition(fresh_store):
 
 def test_response_empty_of_an_errored_trace_is_not_an_empty_answer(fresh_store):
     uri, exp = fresh_store
+    mlflow.set_experiment(experiment_id=exp)  # (it passed before on an id leaked by another test)
 
     @mlflow.trace(name="app")
     def broken():
