@@ -154,6 +154,12 @@ def _local_root(client, run_id: str) -> Path | None:
     journal folder, so on a local store most of its time went there. A run's artifact URI
     never changes, so it is looked up once per process.
     """
+    path = _uri_path(_artifact_uri(client, run_id))
+    return Path(path) if path is not None else None
+
+
+def _artifact_uri(client, run_id: str) -> str | None:
+    """The run's artifact URI, looked up once per process; None when the run is unknown."""
     key = (str(getattr(client, "tracking_uri", "")), run_id)
     uri = _artifact_uris.get(key)
     if uri is None:
@@ -165,8 +171,33 @@ def _local_root(client, run_id: str) -> Path | None:
         if len(_artifact_uris) > 10_000:
             _artifact_uris.clear()
         _artifact_uris[key] = uri
-    path = _uri_path(uri)
-    return Path(path) if path is not None else None
+    return uri
+
+
+_remote_repos: dict[tuple[str, str], Any] = {}
+
+
+def _remote_repo(client, run_id: str) -> Any | None:
+    """The artifact repository of a run whose artifacts are not on this disk, kept per run.
+
+    Why: MLflow's public reads (``download_artifacts``, ``list_artifacts``) look the run up and
+    ask whether the path is a folder before every download: three requests where one does. On
+    a tracking server each request is a round trip, and an update reads several files. None
+    when the run is unknown or its artifacts are local (callers then take MLflow's path)."""
+    uri = _artifact_uri(client, run_id)
+    if not uri or _uri_path(uri) is not None:
+        return None
+    key = (str(client.tracking_uri), uri)
+    repo = _remote_repos.get(key)
+    if repo is None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with store_errors("reading artifacts"):
+            repo = get_artifact_repository(uri, tracking_uri=client.tracking_uri)
+        if len(_remote_repos) > 1024:
+            _remote_repos.clear()
+        _remote_repos[key] = repo
+    return repo
 
 
 def _uri_path(uri: str | None) -> str | None:
@@ -192,15 +223,23 @@ def read_text(client, run_id: str, path: str) -> str | None:
             return None
         except (OSError, UnicodeDecodeError) as exc:
             raise StorageError(f"{_where(path, run_id)} cannot be read: {exc}") from None
+    repo = _remote_repo(client, run_id)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with store_errors("reading artifact"):
-                local = client.download_artifacts(run_id, path, tmp)
+                if repo is None:
+                    local = client.download_artifacts(run_id, path, tmp)
+                else:        # one request: a path named as a file is fetched as one
+                    local = os.path.join(tmp, os.path.basename(path) or "artifact")
+                    download_artifact_file(repo, path, local)
         except (NotFoundError, TrackingServerError) as exc:
             if _missing(exc):
                 return None
             raise
-        return Path(local).read_text()
+        try:
+            return Path(local).read_text()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
 
 
 def _missing(exc: Exception) -> bool:
@@ -336,9 +375,13 @@ def download_dir(client, run_id: str, folder: str, dst: str) -> str | None:
     root = _local_root(client, run_id)
     if root is not None:
         return str(root / folder) if (root / folder).is_dir() else None
+    repo = _remote_repo(client, run_id)
     try:
         with store_errors("reading artifacts"):
-            local = client.download_artifacts(run_id, folder, dst)
+            if repo is None:
+                local = client.download_artifacts(run_id, folder, dst)
+            else:
+                local = repo.download_artifacts(folder, dst)
     except (NotFoundError, TrackingServerError) as exc:
         if _missing(exc):
             return None
@@ -355,6 +398,12 @@ def list_sizes(client, run_id: str, folder: str) -> list[tuple[str, int]]:
                 return sorted((e.name, e.stat().st_size) for e in it if e.is_file())
         except (FileNotFoundError, NotADirectoryError):
             return []
-    with store_errors("listing artifacts"):
-        infos = client.list_artifacts(run_id, folder)
+    infos = list_infos(client, run_id, folder)
     return sorted((os.path.basename(i.path), int(i.file_size or 0)) for i in infos if not i.is_dir)
+
+
+def list_infos(client, run_id: str, folder: str) -> list[Any]:
+    """MLflow's ``FileInfo`` listing of ``folder``, in one request on a remote store."""
+    repo = _remote_repo(client, run_id)
+    with store_errors("listing artifacts"):
+        return client.list_artifacts(run_id, folder) if repo is None else repo.list_artifacts(folder)

@@ -795,13 +795,34 @@ class InsightsClient:
         experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID")
         path = journal.snapshot_path("issue", issue_id)
         for attempt in range(2):  # a parent merge in flight can hide an issue for a moment
-            for parent_id in self._candidate_parents(experiment_id):
-                doc = journal.read_snapshot(self._reader, parent_id, path)
-                if doc is not None:
-                    return parent_id, _issue_model(doc, issue_id, f"{path} (run {parent_id})"), doc
+            found = self._first_snapshot(self._candidate_parents(experiment_id), path)
+            if found is not None:
+                parent_id, doc = found
+                return parent_id, _issue_model(doc, issue_id, f"{path} (run {parent_id})"), doc
             if attempt == 0:
                 time.sleep(0.2)
         raise NotFoundError(f"Issue '{issue_id}' not found")
+
+    def _first_snapshot(self, parents: list[str], path: str) -> tuple[str, dict] | None:
+        """(parent id, file) of the first parent holding ``path``, in the given order.
+
+        Why threads: an issue id alone may mean looking in every experiment's parent; on a
+        tracking server each look is a round trip, so they are made side by side."""
+        if len(parents) <= 2:
+            for parent_id in parents:
+                doc = journal.read_snapshot(self._reader, parent_id, path)
+                if doc is not None:
+                    return parent_id, doc
+            return None
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(artifacts.REMOTE_READ_THREADS, len(parents))) as pool:
+            futures = [pool.submit(journal.read_snapshot, self._reader, p, path) for p in parents]
+            for parent_id, future in zip(parents, futures):   # in order, as one by one would
+                doc = future.result()
+                if doc is not None:
+                    return parent_id, doc
+        return None
 
     def _candidate_parents(self, experiment_id: str | None) -> list[str]:
         if experiment_id:

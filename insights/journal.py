@@ -212,9 +212,7 @@ def entity_ids(client, run_id: str, kind: str) -> list[str]:
     prefix = f"{kind}_"
     ids: set[str] = set()
     for folder in (JOURNAL_DIR, SNAPSHOT_DIR):
-        with artifacts.store_errors("listing artifacts"):
-            infos = client.list_artifacts(run_id, folder)
-        for info in infos:
+        for info in artifacts.list_infos(client, run_id, folder):
             name = os.path.basename(info.path)
             if folder == SNAPSHOT_DIR and (info.is_dir or not name.endswith(".yaml")):
                 continue
