@@ -12,25 +12,32 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.workflow.conftest import EXPERIMENT, DEMO_TRACES, cached_store
+from tests.workflow.conftest import DEMO_TRACES, EXPERIMENT, cached_variant
+
+
+def _flight_outage_an_hour_later(store) -> dict:
+    """200 more traces of the demo app from an hour after now, its flight provider failing
+    all the time; ``since``: when they start (epoch ms)."""
+    from agent.demo import import_demo_app
+
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    demo = import_demo_app()
+    demo.build_demo_corpus(store.uri, n_traces=200, seed=12, experiment_name=EXPERIMENT,
+                           start=later, plan=demo.FaultPlan(outage_start_s=0,
+                                                            outage_end_s=48 * 3600))
+    return {"since": int(later.timestamp() * 1000)}
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    from agent.demo import import_demo_app
-
+    """The store, built once (and kept in the fixture cache with its ``since``, for at most
+    the hour its demo store is kept: every assertion is relative to ``since``)."""
     root = tmp_path_factory.mktemp("recheck")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("INSIGHTS_CACHE_DIR", str(root / "cache"))
         mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
-        store = cached_store(root / "store", DEMO_TRACES)
-        later = datetime.now(timezone.utc) + timedelta(hours=1)
-        demo = import_demo_app()
-        demo.build_demo_corpus(store.uri, n_traces=200, seed=12, experiment_name=EXPERIMENT,
-                               start=later, plan=demo.FaultPlan(outage_start_s=0,
-                                                                outage_end_s=48 * 3600))
-        since = int(later.timestamp() * 1000)
-        yield store, since
+        store, extra = cached_variant(root / "store", DEMO_TRACES, _flight_outage_an_hour_later)
+        yield store, extra["since"]
 
 
 def _issues(client, exp: str, since: int) -> dict[str, str]:

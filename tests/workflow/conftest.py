@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
+import json
 import os
 import pickle
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,26 +137,63 @@ def cached_store(root: Path, n_traces: int, seed: int = DEMO_SEED) -> Store:
 
     Random trace ids (``MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR``) or
     ``INSIGHTS_TEST_CACHE=0`` skip the cache: each session then gets a corpus of its own."""
-    random_ids = os.environ.get("MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR", "").lower()
-    if not fixtures.cache_enabled() or random_ids in ("1", "true"):
+    if not _caching():
         return build_store(root, n_traces, seed)
-    cache = fixtures.fixture_cache_dir()
-    entry = cache / f"demo-{seed}-{n_traces}-{_demo_cache_key(n_traces, seed)}"
-    with fixtures.build_lock(entry):  # parallel workers build it once; the others wait
-        if not (entry / "corpus.pickle").exists():
-            _publish(cache, entry, n_traces, seed)
+    name = f"demo-{seed}-{n_traces}-{_demo_cache_key(n_traces, seed)}"
+    entry = _cached(name, lambda dst: build_store(dst, n_traces, seed))
     with open(entry / "corpus.pickle", "rb") as f:
         corpus = pickle.load(f)
     return Store(entry, corpus.experiment_id, corpus).copy_to(root)
 
 
-def _publish(cache: Path, entry: Path, n_traces: int, seed: int) -> None:
+def cached_variant(root: Path, n_traces: int, extend: Callable[[Store], dict[str, Any]],
+                   seed: int = DEMO_SEED) -> tuple[Store, dict[str, Any]]:
+    """A pristine copy (under ``root``) of the demo store of ``n_traces`` that ``extend`` then
+    changed (more traces, say), and what ``extend`` returned (JSON: a time anchor...).
+
+    Cached like the demo stores, keyed by the demo store's key (so by the hour too: the demo's
+    48 h end on the current hour) and the source of ``extend``; whatever ``extend`` anchors to
+    "now" is at most the hour old that the demo store itself may be."""
+    if not _caching():
+        store = build_store(root, n_traces, seed)
+        return store, extend(store)
+    digest = hashlib.sha256(inspect.getsource(extend).encode()).hexdigest()[:12]
+    name = f"demo-{seed}-{n_traces}-{_demo_cache_key(n_traces, seed)}-{extend.__name__}-{digest}"
+
+    def build(dst: Path) -> Store:
+        store = cached_store(dst, n_traces, seed)
+        (dst / "extended.json").write_text(json.dumps(extend(store)))
+        return store
+
+    entry = _cached(name, build)
+    with open(entry / "corpus.pickle", "rb") as f:
+        corpus = pickle.load(f)
+    extra = json.loads((entry / "extended.json").read_text())
+    return Store(entry, corpus.experiment_id, corpus).copy_to(root), extra
+
+
+def _caching() -> bool:
+    random_ids = os.environ.get("MLFLOW_TRACE_USE_ISOLATED_RANDOM_ID_GENERATOR", "").lower()
+    return fixtures.cache_enabled() and random_ids not in ("1", "true")
+
+
+def _cached(name: str, build: Callable[[Path], Store]) -> Path:
+    """The cache entry ``name``, built by ``build`` (into a folder it is given) if missing."""
+    cache = fixtures.fixture_cache_dir()
+    entry = cache / name
+    with fixtures.build_lock(entry):  # parallel workers build it once; the others wait
+        if not (entry / "corpus.pickle").exists():
+            _publish(cache, entry, build)
+    return entry
+
+
+def _publish(cache: Path, entry: Path, build: Callable[[Path], Store]) -> None:
     """Build into a private folder, point its paths at ``entry``, then rename it into place
     (atomic; if another process got there first, its entry wins)."""
     _prune(cache)
     partial = cache / f".partial-{uuid.uuid4().hex}"
     try:
-        store = build_store(partial, n_traces, seed)
+        store = build(partial)
         _rewrite_paths(store.db, str(partial), str(entry))
         with open(partial / "corpus.pickle", "wb") as f:  # written last: marks a whole entry
             pickle.dump(store.corpus, f)
