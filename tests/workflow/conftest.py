@@ -72,7 +72,17 @@ class Store:
         """A byte copy of the store whose artifact locations point into ``dst``."""
         shutil.copytree(self.root, dst)
         _rewrite_paths(dst / "mlflow.db", str(self.root), str(dst))
+        _forget_artifact_repos()
         return Store(dst, self.experiment_id, self.corpus)
+
+
+def _forget_artifact_repos() -> None:
+    """MLflow keeps each run's artifact repository for the process, by run id alone. A copy
+    of a store that holds runs has the same run ids: without this, writes to the copy's runs
+    would land in the artifact folders of the store it was copied from."""
+    from mlflow.tracking._tracking_service import utils
+
+    utils._artifact_repos_cache.clear()
 
 
 @dataclass

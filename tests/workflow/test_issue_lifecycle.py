@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
 from langgraph.runtime import Runtime
 
 from agent.drafts import EvidenceDraft, IssueDraft
@@ -22,6 +23,23 @@ def _run(store: Store) -> tuple[str, list[dict]]:
     state, events = stream_unattended(store, ctx, {"experiment_id": store.experiment_id})
     assert state.get("phase") == "complete", state
     return state["run_id"], events
+
+
+@pytest.fixture(scope="module")
+def first_analysis(small_demo_store: Store, tmp_path_factory: pytest.TempPathFactory
+                   ) -> tuple[Store, str]:
+    """The small demo store after one unattended analysis, and that analysis's run id: run
+    once for the tests whose story starts there (each writes only to its own copy)."""
+    store = small_demo_store.copy_to(tmp_path_factory.mktemp("first-analysis") / "store")
+    run_id, _ = _run(store)
+    return store, run_id
+
+
+@pytest.fixture()
+def analyzed_once(first_analysis: tuple[Store, str], tmp_path: Path) -> tuple[Store, str]:
+    """A private copy of the store after its first analysis, and that analysis's run id."""
+    store, run_id = first_analysis
+    return store.copy_to(tmp_path / "store"), run_id
 
 
 def _messages(events: list[dict]) -> list[str]:
@@ -49,9 +67,9 @@ def test_plan_key_is_stable_and_ignores_layout_not_literals() -> None:
     assert plan_key(a).startswith("plan:")
 
 
-def test_two_unattended_runs_leave_the_issue_count_unchanged(small_store: Store) -> None:
+def test_two_unattended_runs_leave_the_issue_count_unchanged(analyzed_once) -> None:
+    small_store, first = analyzed_once
     client, exp = small_store.client(), small_store.experiment_id
-    first, _ = _run(small_store)
     before = client.list_issues(exp)
     assert before
     for issue in before:
@@ -79,11 +97,11 @@ def test_two_unattended_runs_leave_the_issue_count_unchanged(small_store: Store)
 
 
 def test_resolved_issue_recurring_in_new_traces_is_reopened_as_a_regression(
-        small_store: Store) -> None:
+        analyzed_once) -> None:
     from agent.demo import import_demo_app
 
+    small_store, first = analyzed_once
     client, exp = small_store.client(), small_store.experiment_id
-    first, _ = _run(small_store)
     issues = client.list_issues(exp)
     span = [i for i in issues
             if str((i.metadata.get("signature") or {}).get("key", "")).startswith(
