@@ -103,8 +103,13 @@ def _serve(app: TravelAssistant, n_traces: int, seed: int, plan: FaultPlan, star
                     rng=random.Random(rng.getrandbits(64)),
                     plan=plan, corpus_start_ns=start_ns)
         served.append((turn, app.handle(turn)))
-        if (i + 1) % FLUSH_EVERY == 0 or i + 1 == n_traces:
-            mlflow.flush_trace_async_logging(terminate=False)
+        last = i + 1 == n_traces
+        if (i + 1) % FLUSH_EVERY == 0 or last:
+            # The last flush also stops the export threads: once idle, MLflow's queue consumer
+            # notices a flush only when its one-second poll times out, so every later flush
+            # (ours on the way out, MLflow's when the tracking URI is restored) would wait up
+            # to a second each. Later writes (the feedback) are synchronous anyway.
+            mlflow.flush_trace_async_logging(terminate=last)
     return served
 
 
