@@ -75,10 +75,13 @@ def _usage(ctx: WorkflowContext, state: AnalysisState) -> dict[str, int]:
     return {"model_calls": int(usage.get("model_calls", 0)), "tokens": int(usage.get("tokens", 0))}
 
 
-def _save_usage(ctx: WorkflowContext, state: AnalysisState) -> dict[str, int]:
-    """Write the usage so far to the analysis now (a crash loses no spent calls)."""
+def _save_usage(ctx: WorkflowContext, state: AnalysisState,
+                saved: dict[str, int] | None = None) -> dict[str, int]:
+    """Write the usage so far to the analysis now (a crash loses no spent calls), unless it
+    equals ``saved``, the usage this node already wrote: an analysis update costs a journal
+    write and a fold, and the offline analyst's usage never changes."""
     usage = _usage(ctx, state)
-    if state.get("run_id"):
+    if state.get("run_id") and usage != saved:
         ctx.client.update_analysis(state["run_id"], metadata={"model_usage": usage})
     return usage
 
@@ -401,6 +404,7 @@ def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
     hypothesis the person abandons meanwhile gets no more work."""
     ctx = runtime.context
     toolkit = _toolkit(ctx, state)
+    saved: dict[str, int] | None = None
     while True:
         pending = [h for h in ctx.client.list_hypotheses(state["run_id"])
                    if h.status.value == "TESTING" and not (h.metadata or {}).get("untestable")
@@ -413,7 +417,7 @@ def test_hypotheses(state: AnalysisState, runtime: Runtime[WorkflowContext]) -> 
         say(f"testing hypothesis: {h.statement}", hypothesis_id=h.hypothesis_id)
         say(f"testing plan:\n{h.testing_plan}", hypothesis_id=h.hypothesis_id)
         verdict = _analyst(ctx, state).test_hypothesis(h, toolkit)
-        _save_usage(ctx, state)
+        saved = _save_usage(ctx, state, saved)
         current = ctx.client.get_hypothesis(state["run_id"], h.hypothesis_id)
         if current.status.value != "TESTING":
             say(f"hypothesis changed to {current.status.value} meanwhile; dropping the result")
