@@ -97,12 +97,29 @@ class InsightsClient:
             self._mlflow = MlflowClient(self.tracking_uri)
         return self._mlflow
 
-    def _local_db(self):
-        """A read-only connection to a ``sqlite:///`` store's file, else None (use MLflow)."""
+    def _local_db_path(self) -> str | None:
+        """The file of a ``sqlite:///`` store that exists, else None (use MLflow)."""
         if not self.tracking_uri.startswith("sqlite:///"):
             return None
         path = compat.sqlite_store_path(self.tracking_uri)
-        return compat.sqlite_read_only(path) if os.path.isfile(path) else None
+        return path if os.path.isfile(path) else None
+
+    def _local_db(self):
+        """A read-only connection to a ``sqlite:///`` store's file, else None (use MLflow)."""
+        path = self._local_db_path()
+        return compat.sqlite_read_only(path) if path is not None else None
+
+    def _stored_run_experiment(self, run_id: str) -> str:
+        """The experiment of a run already found in the local store's tables."""
+        conn = self._local_db()
+        try:
+            experiment_id = compat.sqlite_run_experiment(conn, run_id) if conn else None
+        finally:
+            if conn is not None:
+                conn.close()
+        if experiment_id is None:
+            raise NotFoundError(f"Run '{run_id}' not found")
+        return experiment_id
 
     def _analysis_artifact_uri(self, run_id: str) -> str:
         """The analysis run's artifact URI, checked (as runs.get_analysis_run checks it) to be
@@ -225,15 +242,16 @@ class InsightsClient:
         """Check the analysis run (and that the cited traces are in its experiment); return
         the client that writes the hypothesis's files.
 
-        Without evidence nothing needs MLflow's store (no traces to look up, no links to
-        write: only two files in the run's artifacts), so on a local SQLite store with local
-        artifacts the run is checked from the store's tables and the files written in place
-        as ``MlflowClient.log_text`` would write them, without importing MLflow."""
-        if not trace_ids:
-            artifact_uri = self._stored_analysis_artifact_uri(run_id)
-            writer = artifacts.local_writer(self._reader, run_id, artifact_uri or "")
-            if writer is not None:
-                return writer
+        On a local SQLite store with local artifacts nothing needs MLflow's store: the run and
+        the cited traces are checked from the store's tables, the links written there as
+        MLflow writes them, and the files in place as ``MlflowClient.log_text`` would write
+        them, without importing MLflow (seconds of a CLI call)."""
+        artifact_uri = self._stored_analysis_artifact_uri(run_id)
+        writer = artifacts.local_writer(self._reader, run_id, artifact_uri or "")
+        if writer is not None:
+            if trace_ids:
+                self.check_traces_exist(self._stored_run_experiment(run_id), trace_ids)
+            return writer
         run = runs.get_analysis_run(self._client, run_id)
         self.check_traces_exist(run.info.experiment_id, trace_ids)
         return self._client
@@ -565,9 +583,30 @@ class InsightsClient:
         """Raise NotFoundError naming the cited traces that are not in the experiment.
 
         Evidence must point at real traces of the analysis's experiment; this runs before
-        anything is written. One trace search (no spans) per batch of ids, on any store.
+        anything is written. Read from a local store's tables; elsewhere one trace search (no
+        spans) per batch of ids.
         """
         wanted = list(dict.fromkeys(trace_ids))
+        found = self._stored_traces(experiment_id, wanted)
+        missing = (self._searched_missing(experiment_id, wanted) if found is None
+                   else [t for t in wanted if t not in found])
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise NotFoundError(f"Trace(s) not found in experiment '{experiment_id}': "
+                                f"{', '.join(missing[:3])}{more}")
+
+    def _stored_traces(self, experiment_id: str, trace_ids: list[str]) -> set[str] | None:
+        """Which traces are in the experiment, from a local store's tables; None elsewhere."""
+        conn = self._local_db()
+        if conn is None:
+            return None
+        try:
+            return compat.sqlite_traces_in_experiment(conn, str(experiment_id), trace_ids)
+        finally:
+            conn.close()
+
+    def _searched_missing(self, experiment_id: str, wanted: list[str]) -> list[str]:
+        """The traces a search of the experiment does not find."""
         found: set[str] = set()
         for start in range(0, len(wanted), _EXIST_BATCH):
             batch = wanted[start:start + _EXIST_BATCH]
@@ -577,11 +616,7 @@ class InsightsClient:
                     locations=[experiment_id], include_spans=False, max_results=len(batch),
                     filter_string=f"trace.request_id IN ({quoted})")
             found.update(t.info.trace_id for t in page)
-        missing = [t for t in wanted if t not in found]
-        if missing:
-            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-            raise NotFoundError(f"Trace(s) not found in experiment '{experiment_id}': "
-                                f"{', '.join(missing[:3])}{more}")
+        return [t for t in wanted if t not in found]
 
     def _run_experiment(self, run_id: str) -> str:
         try:
@@ -593,6 +628,10 @@ class InsightsClient:
     def _link(self, run_id: str, ids: list[str]) -> int:
         """Link already checked traces to a run (each once: MLflow refuses a duplicate link)."""
         ids = list(dict.fromkeys(ids))
+        if ids and self._local_db_path() is not None:
+            with store_errors("linking traces"):
+                compat.sqlite_link_traces(self._local_db_path(), run_id, ids)
+            return len(ids)
         for start in range(0, len(ids), TRACE_LINK_BATCH):
             with store_errors("linking traces"):
                 self._client.link_traces_to_run(ids[start:start + TRACE_LINK_BATCH], run_id)

@@ -23,6 +23,10 @@ The private dependencies:
   ``insights.publish`` writes ours into.
 - ``MlflowClient()._tracing_client.log_assessment``: links a trace to a native issue with an
   ``IssueReference`` on a given tracking URI (``mlflow.log_issue`` only uses the global one).
+- How ``SqlAlchemyStore.link_traces_to_run`` records a trace-to-run link (one
+  ``entity_associations`` row per new link: ``sqlite_link_traces``), repeated with
+  ``sqlite_traces_in_experiment`` by the evidence of ``create-hypothesis``/``create-issue`` on
+  a local store, for the same reason.
 - How ``LocalArtifactRepository`` writes a file (``write_local_artifact``: staged under
   ``LOCAL_ARTIFACT_TEMP_PREFIX`` beside the target, then renamed over it), repeated by
   ``create-hypothesis`` on a local store so that it need not import MLflow (seconds) to write
@@ -56,6 +60,9 @@ SQLITE_TABLES: dict[str, tuple[str, ...]] = {
     "runs": ("run_uuid", "experiment_id", "lifecycle_stage", "artifact_uri", "start_time",
              "name", "user_id", "status", "end_time"),
     "tags": ("run_uuid", "key", "value"),
+    # written by sqlite_link_traces (trace-to-run links, as link_traces_to_run writes them)
+    "entity_associations": ("association_id", "source_type", "source_id", "destination_type",
+                            "destination_id", "created_time"),
 }
 # native issue store method -> the parameters insights.publish passes to it
 NATIVE_ISSUE_METHODS: dict[str, tuple[str, ...]] = {
@@ -241,6 +248,65 @@ def sqlite_run(conn: sqlite3.Connection, run_id: str, tag_key: str
         "ON t.run_uuid = r.run_uuid AND t.key = ? WHERE r.run_uuid = ?",
         (tag_key, run_id)).fetchone()
     return (row[0], row[1] or "", row[2]) if row else None
+
+
+def sqlite_run_experiment(conn: sqlite3.Connection, run_id: str) -> str | None:
+    """The experiment id of a run, None if the run is unknown."""
+    row = conn.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def sqlite_traces_in_experiment(conn: sqlite3.Connection, experiment_id: str,
+                                trace_ids: list[str]) -> set[str]:
+    """Which of ``trace_ids`` are traces of the experiment (what ``search_traces`` with a
+    ``trace.request_id IN (...)`` filter finds)."""
+    if not experiment_id.isdigit():
+        return set()
+    found: set[str] = set()
+    for start in range(0, len(trace_ids), 500):
+        batch = trace_ids[start:start + 500]
+        marks = ", ".join("?" * len(batch))
+        found.update(r[0] for r in conn.execute(
+            f"SELECT request_id FROM trace_info WHERE experiment_id = ? AND request_id IN ({marks})",
+            (int(experiment_id), *batch)))
+    return found
+
+
+# mlflow.entities.entity_type.EntityAssociationType values of a trace-to-run link
+_LINK_SOURCE, _LINK_DESTINATION = "trace", "run"
+
+
+def sqlite_link_traces(path: str, run_id: str, trace_ids: list[str]) -> int:
+    """Link traces to a run in a local SQLite store as ``SqlAlchemyStore.link_traces_to_run``
+    does: one ``entity_associations`` row per link not already there (uuid4 hex id, creation
+    time in ms), in one transaction. Returns how many links were added."""
+    import time
+
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        existing = {r[0] for r in conn.execute(
+            "SELECT source_id FROM entity_associations WHERE source_type = ? "
+            "AND destination_type = ? AND destination_id = ?",
+            (_LINK_SOURCE, _LINK_DESTINATION, run_id))}
+        new = [t for t in dict.fromkeys(trace_ids) if t not in existing]
+        now = int(time.time() * 1000)
+        conn.executemany(
+            "INSERT INTO entity_associations (association_id, source_type, source_id, "
+            "destination_type, destination_id, created_time) VALUES (?, ?, ?, ?, ?, ?)",
+            [(uuid.uuid4().hex, _LINK_SOURCE, t, _LINK_DESTINATION, run_id, now) for t in new])
+        conn.execute("COMMIT")
+        return len(new)
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise TrackingServerError(f"linking traces in {path} failed: {exc}") from None
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
 
 
 def check_sqlite_store(conn: sqlite3.Connection, path: str) -> None:

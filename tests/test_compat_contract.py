@@ -13,6 +13,7 @@ import mlflow
 import pytest
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from helpers.insights_helpers import make_traces
 from insights import compat
 
 
@@ -188,3 +189,37 @@ def test_local_artifacts_are_written_as_mlflows_local_artifact_repository_writes
         "write_local_artifact()")
     with pytest.raises(ValueError):
         compat.write_local_artifact(ours, "../escape.yaml", "x")
+
+
+def test_sqlite_trace_links_are_the_rows_mlflow_writes_and_mlflow_reads_them(tracking_uri):
+    """compat.sqlite_link_traces repeats SqlAlchemyStore.link_traces_to_run: the same rows
+    (bar the random id and the time), found by MLflow's own search of a run's traces, and a
+    second link of the same trace adds nothing, as MLflow's does not."""
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.create_experiment("links")
+    ids = make_traces(tracking_uri, exp, 3)
+    theirs = client.create_run(exp).info.run_id
+    ours = client.create_run(exp).info.run_id
+    client.link_traces_to_run(ids[:2], theirs)
+    path = compat.sqlite_store_path(tracking_uri)
+    assert compat.sqlite_link_traces(path, ours, ids[:2]) == 2
+    assert compat.sqlite_link_traces(path, ours, ids) == 1       # only the new one
+    client.link_traces_to_run(ids[2:], theirs)
+
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT destination_id, source_type, source_id, destination_type, association_id, "
+            "created_time FROM entity_associations ORDER BY destination_id, source_id").fetchall()
+    shape = {run: sorted(r[1:4] for r in rows if r[0] == run) for run in (theirs, ours)}
+    assert shape[ours] == shape[theirs] and len(shape[ours]) == 3, (
+        f"MLflow's trace-to-run link rows changed ({shape[theirs]} vs ours {shape[ours]}): "
+        "update insights/compat.py sqlite_link_traces()")
+    for row in rows:
+        assert len(row[4]) == 32 and int(row[4], 16) >= 0 and row[5] > 0, row
+    found = client.search_traces(locations=[exp], run_id=ours, include_spans=False)
+    assert sorted(t.info.trace_id for t in found) == sorted(ids), (
+        "MLflow no longer finds a run's traces from compat.sqlite_link_traces() rows: update it")
+
+    with sqlite3.connect(path) as conn:
+        assert compat.sqlite_traces_in_experiment(conn, exp, [*ids, "tr-missing"]) == set(ids)
+        assert compat.sqlite_run_experiment(conn, ours) == exp

@@ -2,7 +2,7 @@
 
 Each command runs twice through ``mlflow-insights`` (typer's runner, in process) on one real
 SQLite store: as it runs for a user (reads straight from the store's tables and artifact
-folder, issue 10 item 6), and with the fast path switched off (``InsightsClient._local_db``
+folder, issue 10 item 6), and with the fast path switched off (``InsightsClient._local_db_path``
 returning None, as on any non-SQLite store). Output, stderr and exit code must be equal, for
 good input and for bad: unknown, path-like, deleted and non-Insights ids, a deleted experiment.
 """
@@ -41,11 +41,14 @@ class World:
     plain: str          # an ordinary MLflow run
     deleted_run: str    # a deleted analysis run
     deleted_exp: str    # a deleted experiment
+    traces: list[str]   # the experiment's traces
+    other_trace: str    # a trace of another experiment
 
     def fill(self, args: list[str]) -> list[str]:
         tokens = {"@RUN@": self.run, "@BARE@": self.bare, "@PLAIN@": self.plain,
                   "@DELETED_RUN@": self.deleted_run, "@EXP@": self.exp,
-                  "@DELETED_EXP@": self.deleted_exp}
+                  "@DELETED_EXP@": self.deleted_exp, "@T0@": self.traces[0],
+                  "@T1@": self.traces[1], "@OTHER_TRACE@": self.other_trace}
         out = []
         for arg in args:
             for key, value in tokens.items():
@@ -65,7 +68,9 @@ def world(tmp_path_factory) -> Iterator[World]:
                                           artifact_location=(root / "artifacts").as_uri())
     previous = mlflow.get_tracking_uri()
     try:
-        make_traces(uri, exp, 4)
+        traces = make_traces(uri, exp, 4)
+        other_exp = mlflow_client.create_experiment(f"other-{time.time_ns()}")
+        [other_trace] = make_traces(uri, other_exp, 1)
         client = InsightsClient(uri)
         run = client.create_analysis(exp, run_name="fast cli", description="d",
                                      metadata={"k": "v"})
@@ -80,7 +85,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     plain = mlflow_client.create_run(exp).info.run_id
     deleted_exp = mlflow_client.create_experiment(f"gone-{time.time_ns()}")
     mlflow_client.delete_experiment(deleted_exp)
-    yield World(uri, exp, run, bare, plain, deleted_run, deleted_exp)
+    yield World(uri, exp, run, bare, plain, deleted_run, deleted_exp, traces, other_trace)
     patch.undo()
 
 
@@ -95,7 +100,7 @@ def invoke(world: World, args: list[str], monkeypatch, fast: bool):
     """One CLI call; ``fast=False`` takes the path every non-SQLite store takes."""
     with monkeypatch.context() as patch:
         if not fast:
-            patch.setattr(InsightsClient, "_local_db", lambda self: None)
+            patch.setattr(InsightsClient, "_local_db_path", lambda self: None)
         return runner.invoke(app, ["--tracking-uri", world.uri, *world.fill(args)],
                              env={"MLFLOW_EXPERIMENT_ID": None})
 
@@ -148,7 +153,17 @@ BAD = [  # (args, what stderr says)
     (["create-hypothesis", "--run-id", "@PLAIN@", "--statement", "s"],
      "not an Insights analysis run"),
     (["create-hypothesis", "--run-id", "@RUN@", "--statement", " "], "statement"),
+    (["create-hypothesis", "--run-id", "@RUN@", "--statement", "s", "--evidence",
+      '{"trace_id": "@OTHER_TRACE@", "rationale": "r"}'], "not found in experiment"),
+    (["create-hypothesis", "--run-id", "@RUN@", "--statement", "s", "--evidence",
+      '{"trace_id": "@T0@", "rationale": "r"}', "--evidence",
+      '{"trace_id": "tr-0123456789abcdef0123456789abcdef", "rationale": "r"}'],
+     "tr-0123456789abcdef0123456789abcdef"),
 ]
+# a hypothesis citing traces: checked, linked and written without MLflow on a local store
+WITH_EVIDENCE = ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s", "--evidence",
+                 '{"trace_id": "@T0@", "rationale": "r"}', "--evidence",
+                 '{"trace_id": "@T1@", "rationale": "slow", "supports": false}']
 
 
 @pytest.mark.parametrize("args", GOOD, ids=lambda a: " ".join(a))
@@ -193,13 +208,37 @@ def test_create_hypothesis_prints_alike_and_both_are_read_back(world, monkeypatc
         assert json.loads(shown[0].stdout)["status"] == "TESTING"
 
 
+def test_hypothesis_with_evidence_is_linked_and_stored_alike_on_both_paths(world, monkeypatch):
+    """The fast path checks the cited traces and links them to the run in the store's tables as
+    MLflow does: MLflow's own search of the run's traces finds them, and the hypothesis reads
+    back the same through either path."""
+    made = []
+    for fast in (True, False):
+        result = invoke(world, [*WITH_EVIDENCE, "-o", "json"], monkeypatch, fast)
+        assert result.exit_code == 0, result.stderr
+        made.append(json.loads(result.stdout)["hypothesis_id"])
+    linked = MlflowClient(world.uri).search_traces(locations=[world.exp], run_id=world.bare,
+                                                   include_spans=False)
+    assert sorted(t.info.trace_id for t in linked) == sorted(world.traces[:2])
+    shown = [json.loads(invoke(world, ["get-hypothesis", "--run-id", "@BARE@", "--hypothesis-id",
+                                       hid, "-o", "json"], monkeypatch, True).stdout)
+             for hid in made]
+    for h in shown:   # what differs between two hypotheses made a moment apart
+        h.pop("hypothesis_id"), h.pop("created_at", None), h.pop("updated_at", None)
+        for e in h["evidence"]:
+            e.pop("added_at")
+    assert shown[0] == shown[1]
+    assert sorted(e["trace_id"] for e in shown[0]["evidence"]) == sorted(world.traces[:2])
+
+
 def test_fast_commands_never_open_mlflows_store(world, monkeypatch):
     """The point of the fast paths: MLflow's client (and its SQL store) is never created."""
     def refuse(self):
         raise AssertionError("MLflow's client was created")
 
     monkeypatch.setattr(InsightsClient, "_client", property(refuse))
-    for args in [*GOOD, ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s"]]:
+    for args in [*GOOD, ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s"],
+                 WITH_EVIDENCE]:
         result = invoke(world, args, monkeypatch, True)
         assert result.exit_code == 0, (args, result.stderr, result.exception)
 
@@ -229,12 +268,13 @@ print("MLFLOW-IMPORTED" if "mlflow" in sys.modules else "NO-MLFLOW", code, file=
 
 
 def test_fast_commands_do_not_import_mlflow(world):
-    """Reads (and a hypothesis without evidence) on a local SQLite store whose URI is given
-    never import MLflow (seconds)."""
+    """Reads and a new hypothesis (with evidence or without) on a local SQLite store whose URI
+    is given never import MLflow (seconds)."""
     root = Path(__file__).resolve().parent.parent
     env = dict(os.environ, MLFLOW_TRACKING_URI=world.uri,
                PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    for args in [*GOOD, ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s"]]:
+    for args in [*GOOD, ["create-hypothesis", "--run-id", "@BARE@", "--statement", "s"],
+                 WITH_EVIDENCE]:
         done = subprocess.run([sys.executable, "-c", PROBE, *world.fill(args)], env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.stderr.strip().splitlines()[-1] == "NO-MLFLOW 0", (args, done.stderr)

@@ -18,7 +18,7 @@ from insights import runs as insights_runs
 def _via_mlflow(monkeypatch, uri: str) -> InsightsClient:
     """The same reads through MLflow's client (the path every non-SQLite store takes)."""
     client = InsightsClient(uri)
-    monkeypatch.setattr(client, "_local_db", lambda: None)
+    monkeypatch.setattr(client, "_local_db_path", lambda: None)
     return client
 
 
