@@ -1,15 +1,15 @@
 """Several processes writing at the same moment, on one SQLite store and on a real server.
 
-Each worker is a separate Python process (tests/helpers/concurrency_worker.py) with its own
-InsightsClient; all of them wait at a file barrier and are released together so they race.
+Each worker is a separate OS process (``race`` in tests/helpers/concurrency_worker.py) with its
+own InsightsClient, MLflow client and connections; all of them warm up, wait at a file barrier
+and are released together so they race. The processes are forked from a forkserver that has
+imported MLflow and the SDK once (tests/helpers/forked.py), so a worker starts in a fraction of
+a second instead of importing MLflow itself.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,14 +19,13 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+from helpers import forked
+from helpers.concurrency_worker import race
 from helpers.fixtures import sqlite_template, tracking_uri  # noqa: F401  (faster fresh stores)
 from helpers.insights_helpers import make_traces, parent_runs
 from insights import InsightsClient
 
 
-TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
-WORKER = TESTS_DIR / "helpers" / "concurrency_worker.py"
 WORKERS = 4
 UPDATES = 5
 # Repeat every test in one session (one server start) to measure flakiness:
@@ -35,41 +34,24 @@ ROUNDS = int(os.environ.get("INSIGHTS_CONCURRENCY_ROUNDS", "1"))
 rounds = pytest.mark.parametrize("round_", range(ROUNDS), ids=lambda r: f"round{r}")
 
 
+@pytest.fixture(autouse=True)
+def _forkserver():
+    """Start the workers' forkserver first, so its imports overlap the test's set-up."""
+    forked.context()
+
+
 def run_workers(mode: str, n: int, args: dict, tmp_path: Path) -> list[dict]:
     """Start ``n`` worker processes, release them together, return their JSON results."""
     barrier = Path(tempfile.mkdtemp(dir=tmp_path, prefix=f"barrier-{mode}-"))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO_ROOT), str(TESTS_DIR), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), mode, str(barrier), str(i), json.dumps(args)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-        )
-        for i in range(n)
-    ]
-    try:
+    with forked.Workers(race, n, (mode, str(barrier), args), barrier, cwd=tmp_path) as workers:
         deadline = time.monotonic() + 180
         while len(list(barrier.glob("ready-*"))) < n:
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                out, err = dead[0].communicate()
-                pytest.fail(f"worker exited before the barrier:\n{err[-3000:]}")
+            workers.fail_if_any_exited("exited before the barrier")
             if time.monotonic() > deadline:
                 pytest.fail("workers did not reach the barrier")
             time.sleep(0.01)
         (barrier / "go").touch()
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=300)
-            assert p.returncode == 0, f"worker failed (rc={p.returncode}):\n{err[-4000:]}"
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        return workers.results(timeout=300)
 
 
 def journal_changes(mc: MlflowClient, run_id: str, folder: str) -> list[dict]:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from helpers import forked
 from helpers.fixtures import sqlite_template, tracking_uri  # noqa: F401  (faster fresh stores)
 from helpers.insights_helpers import artifact_tree, make_traces, parent_runs, read_artifact_yaml
 from insights import InsightsClient, journal
@@ -209,6 +210,7 @@ def test_rewrite_without_our_marker_keeps_its_changes_and_our_fields(tracking_ur
 @pytest.mark.parametrize("outside", ["hand_edit", "no_journal"])
 def test_concurrent_updates_while_an_outside_edit_exists_keep_both(tracking_uri, experiment_id,
                                                                    tmp_path, outside):
+    forked.context()  # the workers' forkserver imports MLflow while this test sets up
     mc, client = MlflowClient(tracking_uri), InsightsClient(tracking_uri)
     run_id = client.create_analysis(experiment_id, run_name="Shared")
     hand = {"trace_id": "tr-hand", "rationale": "by hand", "supports": True}

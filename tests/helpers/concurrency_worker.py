@@ -1,7 +1,8 @@
 """One worker process of the concurrency tests: wait at a file barrier, then write.
 
-Usage: python concurrency_worker.py MODE BARRIER_DIR INDEX JSON_ARGS
-Each worker builds its own InsightsClient from the tracking URI and prints one JSON line.
+The tests run ``race`` in processes forked from a preloaded forkserver (tests/helpers/forked.py).
+By hand: python concurrency_worker.py MODE BARRIER_DIR INDEX JSON_ARGS (prints one JSON line).
+Each worker builds its own InsightsClient from the tracking URI, after it started.
 Evidence cites real traces: JSON_ARGS["traces"] maps names like "tr-w0-u1" to trace ids.
 """
 
@@ -27,8 +28,9 @@ def wait_at_barrier(barrier: Path, index: int, timeout: float = 180.0) -> None:
         time.sleep(0.001)
 
 
-def main() -> None:
-    mode, barrier, index, args = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+def race(index: int, mode: str, barrier: str | Path, args: dict) -> dict:
+    """Warm up, wait at the barrier, write; returns what this worker wrote."""
+    barrier = Path(barrier)
     from insights import InsightsClient
 
     client = InsightsClient(args["uri"])
@@ -70,7 +72,12 @@ def main() -> None:
         out["written"] = written
     else:
         raise SystemExit(f"unknown mode {mode}")
-    print(json.dumps(out), flush=True)
+    return out
+
+
+def main() -> None:
+    mode, barrier, index, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+    print(json.dumps(race(index, mode, barrier, args)), flush=True)
 
 
 if __name__ == "__main__":
