@@ -80,18 +80,17 @@ def prepare(work: Path, traces: int, env: dict[str, str]) -> dict[str, str]:
     run_id = json.loads(out)["run_id"]
     run(argv("mlflow-insights", "create-baseline-census", "--run-id", run_id, "-o", "json"),
         env, cwd)
-    *_, out = run(argv("mlflow-insights", "get-baseline-census", "--run-id", run_id, "-o", "json"),
-                 env, cwd)
-    census = json.loads(out)
-    trace_id = census["sample_trace_ids"][0] if census.get("sample_trace_ids") else None
-    evidence = ([("--evidence", json.dumps({"trace_id": trace_id, "rationale": "bench"}))]
-                if trace_id else [])
+    *_, out = run(argv("mlflow-insights", "execute-sql", "-o", "json",
+                      "SELECT trace_id FROM traces ORDER BY trace_id LIMIT 1"), env, cwd)
+    rows = json.loads(out).get("rows") or []
+    if not rows:
+        raise SystemExit("the bench store has no traces to cite as evidence")
+    evidence = json.dumps({"trace_id": rows[0][0], "rationale": "bench"})
     *_, out = run(argv("mlflow-insights", "create-issue", "--run-id", run_id, "--title",
-                      "Bench issue for CLI timings", *[x for pair in evidence for x in pair],
-                      "-o", "json"), env, cwd)
+                      "Bench issue for CLI timings", "--evidence", evidence, "-o", "json"),
+                  env, cwd)
     issue_id = json.loads(out)["issue_id"]
-    run(argv("mlflow-insights", "execute-sql", "SELECT count(*) FROM traces"), env, cwd)  # warm
-    return {"uri": uri, "exp": exp, "run_id": run_id, "issue_id": issue_id}
+    return {"uri": uri, "exp": exp, "run_id": run_id, "issue_id": issue_id, "evidence": evidence}
 
 
 def commands(ids: dict[str, str]) -> list[tuple[str, list[str], str]]:
@@ -116,6 +115,9 @@ def commands(ids: dict[str, str]) -> list[tuple[str, list[str], str]]:
         ("create-hypothesis",
          mi("create-hypothesis", "--run-id", ids["run_id"], "--statement", "Bench statement",
             "-o", "json"), "command"),
+        ("create-hypothesis --evidence",
+         mi("create-hypothesis", "--run-id", ids["run_id"], "--statement", "Bench statement",
+            "--evidence", ids["evidence"], "-o", "json"), "command"),
     ]
 
 
