@@ -48,7 +48,7 @@ SEVERITY_MAP: dict[Severity, str] = {
     Severity.LOW: "low",
 }
 
-_MARKER_LINE = re.compile(rf"^{MARKER}: (\S+)\s*$", re.MULTILINE)
+_MARKER_LINE = re.compile(rf"{MARKER}: (\S+)\s*")
 
 
 def publish_issues(client: Any, experiment_id: str | None = None,
@@ -105,7 +105,8 @@ class NativeIndex:
         # oldest first, so when a race did make twins the first one made is the one kept
         for native in sorted(natives, key=lambda n: (n.created_timestamp, n.issue_id)):
             self.by_id[native.issue_id] = native
-            ours = marker_of(native.description)
+            # only one we made: a hand-written description quoting a marker claims nothing
+            ours = marker_of(native.description) if native.created_by == SOURCE_ID else None
             if ours:
                 self.by_marker.setdefault(ours, native)
 
@@ -120,9 +121,11 @@ class NativeIndex:
 
 
 def marker_of(description: str | None) -> str | None:
-    """The Insights issue id a native description's marker line names, if any."""
-    found = _MARKER_LINE.findall(description or "")
-    return found[-1] if found else None
+    """The Insights issue id named by the marker line that ends a native description, if any
+    (``native_description`` always writes it last)."""
+    lines = (description or "").rstrip().splitlines()
+    found = _MARKER_LINE.fullmatch(lines[-1]) if lines else None
+    return found.group(1) if found else None
 
 
 def select_issues(ours: list[Issue], wanted: list[str] | None, index: NativeIndex,

@@ -177,6 +177,28 @@ def test_marker_finds_the_native_issue_when_our_record_of_it_was_lost(world):
     assert client.get_issue(world["slow"]).metadata["mlflow_issue"]["id"] == found[0].issue_id
 
 
+@pytest.mark.parametrize("marker_at", ["end", "middle"])
+def test_a_native_issue_written_by_someone_else_is_never_claimed_by_its_marker(world, marker_at):
+    """A person's native issue that quotes our marker (copied from one of ours, say) is not
+    ours: the marker counts only on an issue we created, as the last line we always write."""
+    client, exp, slow = world["client"], world["exp"], world["slow"]
+    store = compat.native_issue_store(MlflowClient(world["uri"]))
+    quoted = f"{MARKER}: {slow}"
+    text = f"Copied from the agent.\n\n{quoted}" if marker_at == "end" else \
+        f"{quoted}\nwritten by hand"
+    theirs = compat.create_native_issue(store, experiment_id=exp, name="By hand",
+                                        description=text, status=IssueStatus("pending"),
+                                        severity=IssueSeverity("low"), created_by="a person")
+
+    [result] = client.publish_issues(exp, [slow])
+
+    assert result["mlflow_issue_id"] != theirs.issue_id
+    kept = compat.get_native_issue(store, theirs.issue_id)
+    assert (kept.name, kept.description, kept.severity) == ("By hand", text, theirs.severity)
+    assert {n.issue_id for n in natives(world["uri"], exp)} == {theirs.issue_id,
+                                                                result["mlflow_issue_id"]}
+
+
 def test_a_long_title_is_cut_to_mlflows_name_limit():
     name = native_name("word " * 100)
     assert len(name) <= NAME_MAX and name.endswith("…") and " wor…" not in name
