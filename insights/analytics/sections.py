@@ -44,6 +44,30 @@ class Query:
     def __init__(self, con: duckdb.DuckDBPyConnection | None, granularity: str | None = None):
         self.con = con
         self.granularity = granularity  # "hour" / "day"; None: chosen from the time range
+        self._scalars: dict[str, Any] | None = None
+        self._memo: dict[str, Any] = {}
+
+    batches_samples = False  # True: ``prefetch_samples`` answers many ``samples`` calls at once
+
+    def prefetch_samples(self, requests: list[tuple[str, dict | None]]) -> None:
+        """Compute the ``samples`` of several (pairs_sql, params) at once, for the later
+        ``samples`` calls with the same arguments (engines whose queries cost the most)."""
+
+    def memo(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per census (a figure two steps of a section need)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def scalar(self, name: str) -> Any:
+        """One of the sections' named aggregates over ``t`` (``Section.scalars``). All of them
+        are computed by one query, on first use: one scan of ``t`` instead of one per figure
+        (on Spark each query has a fixed cost of its own)."""
+        if self._scalars is None:
+            exprs = {k: v for section in SECTIONS for k, v in section.scalars.items()}
+            row = self.rows(f"SELECT {', '.join(exprs.values())} FROM t")[0]
+            self._scalars = dict(zip(exprs, row))
+        return self._scalars[name]
 
     def rows(self, sql: str, params: list | dict | None = None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()
@@ -87,9 +111,17 @@ class Section:
     """One part of the census. Subclasses set ``keys`` and implement ``exact``."""
 
     keys: tuple[str, ...] = ()
+    # Named aggregates over the whole of ``t`` (no GROUP BY) that ``exact`` reads with
+    # ``q.scalar(name)``; names are unique across sections.
+    scalars: dict[str, str] = {}
 
     def exact(self, q: Query, c: dict) -> dict:
         raise NotImplementedError
+
+    def sample_queries(self, q: Query) -> list[tuple[str, dict | None]]:
+        """The (pairs_sql, params) ``exact`` passes to ``q.samples``, known before it runs,
+        so that an engine can compute all sections' samples in one query."""
+        return []
 
     def server_queries(self, m: Any) -> dict[str, Callable[[], Any]]:
         """Server aggregate calls this section needs (``m``: server_census.Metrics)."""
@@ -124,11 +156,11 @@ def server_percentiles(v: dict) -> dict:
 
 class Totals(Section):
     keys = ("total_traces", "error_traces", "error_rate", "time_range")
+    scalars = {"total": "count(*)", "errors": "count(*) FILTER (WHERE state = 'ERROR')",
+               "start_ms": "min(request_time_ms)", "end_ms": "max(request_time_ms)"}
 
     def exact(self, q, c):
-        total, errors, lo, hi = q.rows(
-            "SELECT count(*), count(*) FILTER (WHERE state = 'ERROR'), min(request_time_ms), "
-            "max(request_time_ms) FROM t")[0]
+        total, errors, lo, hi = (q.scalar(k) for k in ("total", "errors", "start_ms", "end_ms"))
         return {"total_traces": total, "error_traces": errors, "error_rate": rate(errors, total),
                 "time_range": {"start_ms": lo, "end_ms": hi}}
 
@@ -141,12 +173,15 @@ class Totals(Section):
 class LatencySection(Section):
     keys = ("latency_ms",)
     _STATES = (("all", "true", None), ("ok", "state = 'OK'", "trace.status = 'OK'"))
+    scalars = {f"latency_{key}_{fig}": f"{agg} FILTER (WHERE {cond})"
+               for key, cond, _ in _STATES
+               for fig, agg in (("p", "quantile_cont(execution_time_ms, [0.5, 0.9, 0.95, 0.99])"),
+                                ("max", "max(execution_time_ms)"))}
 
     def exact(self, q, c):
         out = {}
-        for key, cond, _ in self._STATES:
-            p, mx = q.rows("SELECT quantile_cont(execution_time_ms, [0.5, 0.9, 0.95, 0.99]), "
-                           f"max(execution_time_ms) FROM t WHERE {cond}")[0]
+        for key, _, _ in self._STATES:
+            p, mx = q.scalar(f"latency_{key}_p"), q.scalar(f"latency_{key}_max")
             p = p or [None] * 4
             out[key] = {"p50": num(p[0]), "p90": num(p[1]), "p95": num(p[2]), "p99": num(p[3]),
                         "max": num(mx)}
@@ -164,11 +199,15 @@ class LatencySection(Section):
 
 class SpansSection(Section):
     keys = ("spans",)
+    _KEY = "name || chr(31) || coalesce(span_type, '')"
+    _PAIRS = f"SELECT {_KEY} AS k, trace_id, (status_code = 'ERROR')::INT AS pri FROM s"
+
+    def sample_queries(self, q):
+        return [(self._PAIRS, None), (self._error_type_pairs(self._KEY), None)]
 
     def exact(self, q, c):
-        key = "name || chr(31) || coalesce(span_type, '')"
-        samples = q.samples(
-            f"SELECT {key} AS k, trace_id, (status_code = 'ERROR')::INT AS pri FROM s")
+        key = self._KEY
+        samples = q.samples(self._PAIRS)
         types = self.error_types(q, key)
         out = []
         for k, name, typ, n, err, terr, roots, failed, p, mx in q.rows(f"""
@@ -189,14 +228,22 @@ class SpansSection(Section):
         return {"spans": out}
 
     @staticmethod
-    def error_types(q, key: str) -> dict[str, list[dict]]:
+    def _errors_of(key: str) -> str:
+        return (f"SELECT {key} AS sk, {ERROR_TYPE_ROW} AS etype, s.trace_id, "
+                "coalesce(nullif(exception_message, ''), status_message) AS msg, "
+                "t.state AS trace_state FROM s LEFT JOIN t USING (trace_id) "
+                "WHERE status_code = 'ERROR'")
+
+    @classmethod
+    def _error_type_pairs(cls, key: str) -> str:
+        return (f"SELECT sk || chr(30) || etype AS k, trace_id, "
+                f"(trace_state = 'ERROR')::INT AS pri FROM ({cls._errors_of(key)})")
+
+    @classmethod
+    def error_types(cls, q, key: str) -> dict[str, list[dict]]:
         """Per span key: its failures by error type (``errors.error_type``), most first."""
-        err = (f"SELECT {key} AS sk, {ERROR_TYPE_ROW} AS etype, s.trace_id, "
-               "coalesce(nullif(exception_message, ''), status_message) AS msg, "
-               "t.state AS trace_state FROM s LEFT JOIN t USING (trace_id) "
-               "WHERE status_code = 'ERROR'")
-        samples = q.samples(f"SELECT sk || chr(30) || etype AS k, trace_id, "
-                            f"(trace_state = 'ERROR')::INT AS pri FROM ({err})")
+        err = cls._errors_of(key)
+        samples = q.samples(cls._error_type_pairs(key))
         out: dict[str, list[dict]] = {}
         for sk, etype, n, nt, failed, msg in q.rows(f"""
                 SELECT sk, etype, count(*), count(DISTINCT trace_id),
@@ -262,15 +309,19 @@ class ErrorsSection(Section):
     that ended OK was recovered from)."""
 
     keys = ("errors",)
+    _MSG = ("coalesce(CASE WHEN exception_type IS NOT NULL THEN exception_type || ': ' || "
+            "coalesce(exception_message, '') END, nullif(status_message, ''), '(no message)')")
+    _ERR = (f"SELECT {_MSG} AS k, {ERROR_TYPE_ROW} AS etype, s.trace_id, name, "
+            "t.state AS trace_state FROM s LEFT JOIN t USING (trace_id) "
+            "WHERE status_code = 'ERROR'")
+    _PAIRS = f"SELECT k, trace_id, (trace_state = 'ERROR')::INT AS pri FROM ({_ERR})"
+
+    def sample_queries(self, q):
+        return [(self._PAIRS, None)]
 
     def exact(self, q, c):
-        msg = ("coalesce(CASE WHEN exception_type IS NOT NULL THEN exception_type || ': ' || "
-               "coalesce(exception_message, '') END, nullif(status_message, ''), '(no message)')")
-        err = (f"SELECT {msg} AS k, {ERROR_TYPE_ROW} AS etype, s.trace_id, name, "
-               "t.state AS trace_state FROM s LEFT JOIN t USING (trace_id) "
-               "WHERE status_code = 'ERROR'")
-        samples = q.samples(f"SELECT k, trace_id, (trace_state = 'ERROR')::INT AS pri "
-                            f"FROM ({err})")
+        err = self._ERR
+        samples = q.samples(self._PAIRS)
         return {"errors": [
             {"message": k, "count": n, "traces": nt, "span_names": sorted(names),
              "sample_trace_ids": samples.get(k, []), "error_type": etype,
@@ -316,21 +367,29 @@ EMPTY_DEFINITION = ("OK traces whose root span output holds no answer text: miss
                     "and messages with empty content); see insights.analytics.answers")
 
 
+_EMPTY = "state = 'OK' AND response_empty"
+
+
 class ResponsesSection(Section):
     keys = ("responses",)
+    scalars = {
+        **{f"{col}_{fig}": agg.format(col)
+           for col in ("request_length", "response_length")
+           for fig, agg in (("p", "quantile_cont({}, [0.25, 0.5, 0.9, 0.95, 0.99])"),
+                            ("max", "max({})"), ("mean", "avg({})"))},
+        "empty_responses": f"count(*) FILTER (WHERE {_EMPTY})",
+        "ok_traces": "count(*) FILTER (WHERE state = 'OK')"}
 
     def exact(self, q, c):
-        def dist(expr: str) -> dict:
-            p, mx, mean = q.rows(f"SELECT quantile_cont({expr}, [0.25, 0.5, 0.9, 0.95, 0.99]),"
-                                 f" max({expr}), avg({expr}) FROM t")[0]
+        def dist(col: str) -> dict:
+            p, mx, mean = (q.scalar(f"{col}_{fig}") for fig in ("p", "max", "mean"))
             p = p or [None] * 5
             return {"p25": num(p[0]), "p50": num(p[1]), "p90": num(p[2]), "p95": num(p[3]),
                     "p99": num(p[4]), "max": num(mx), "mean": num(mean)}
 
-        empty = "state = 'OK' AND response_empty"
-        n_empty = q.rows(f"SELECT count(*) FROM t WHERE {empty}")[0][0]
+        n_empty = q.scalar("empty_responses")
         ids = [r[0] for r in q.rows(
-            f"SELECT trace_id FROM t WHERE {empty} ORDER BY trace_id LIMIT ?", [SAMPLES])]
+            f"SELECT trace_id FROM t WHERE {_EMPTY} ORDER BY trace_id LIMIT ?", [SAMPLES])]
         return {"responses": {
             "request_length": dist("request_length"), "response_length": dist("response_length"),
             "empty_responses": {"count": n_empty, "sample_trace_ids": ids,
@@ -341,7 +400,7 @@ class ResponsesSection(Section):
     def repeated(q) -> list[dict]:
         """The same non-empty answer given to many requests (a canned fallback): exact
         responses of at least 3% of OK traces and at least 10 traces, most frequent first."""
-        (n_ok,) = q.rows("SELECT count(*) FROM t WHERE state = 'OK'")[0]
+        n_ok = q.scalar("ok_traces")
         out = []
         for resp, n, ids in q.rows(
                 "SELECT response, count(*), list_sort(list(trace_id))[1:$samples] FROM t "
@@ -378,12 +437,13 @@ def _answer_text(response: str | None) -> str:
 
 class TokensSection(Section):
     keys = ("tokens",)
+    scalars = {"tokens_n": "count(total_tokens)", "tokens_sum": "sum(total_tokens)",
+               "tokens_in": "sum(input_tokens)", "tokens_out": "sum(output_tokens)",
+               "tokens_p": "quantile_cont(total_tokens, [0.5, 0.95])",
+               "tokens_max": "max(total_tokens)", "tokens_mean": "avg(total_tokens)"}
 
     def exact(self, q, c):
-        n, tot, inp, outp, p, mx, mean = q.rows(
-            "SELECT count(total_tokens), sum(total_tokens), sum(input_tokens), sum(output_tokens),"
-            " quantile_cont(total_tokens, [0.5, 0.95]), max(total_tokens), avg(total_tokens) "
-            "FROM t")[0]
+        n, tot, inp, outp, p, mx, mean = (q.scalar(k) for k in self.scalars)
         if not n:
             return {"tokens": None}
         return {"tokens": {
@@ -416,11 +476,11 @@ class TokensSection(Section):
 
 class CostSection(Section):
     keys = ("cost",)
+    scalars = {"cost_n": "count(total_cost)", "cost_sum": "sum(total_cost)",
+               "cost_p": "quantile_cont(total_cost, [0.5, 0.95])", "cost_max": "max(total_cost)"}
 
     def exact(self, q, c):
-        n, tot, p, mx = q.rows(
-            "SELECT count(total_cost), sum(total_cost), quantile_cont(total_cost, [0.5, 0.95]), "
-            "max(total_cost) FROM t")[0]
+        n, tot, p, mx = (q.scalar(k) for k in self.scalars)
         if not n:
             return {"cost": None}
         return {"cost": {
@@ -453,10 +513,22 @@ class AssessmentsSection(Section):
 
     keys = ("assessments",)
 
+    @staticmethod
+    def scales(q) -> dict[str, AssessmentScale]:
+        return q.memo("assessment_scales", lambda: read_scales(
+            q.rows("SELECT name, value, count(*) FROM a GROUP BY 1, 2")))
+
+    @staticmethod
+    def _pairs(fail: str) -> str:
+        return f"SELECT name AS k, trace_id, ({fail})::INT AS pri FROM a"
+
+    def sample_queries(self, q):
+        return [(self._pairs(failing_case(self.scales(q), "name", "value")), None)]
+
     def exact(self, q, c):
-        scales = read_scales(q.rows("SELECT name, value, count(*) FROM a GROUP BY 1, 2"))
+        scales = self.scales(q)
         fail = failing_case(scales, "name", "value")
-        samples = q.samples(f"SELECT name AS k, trace_id, ({fail})::INT AS pri FROM a")
+        samples = q.samples(self._pairs(fail))
         rationales = self.rationales(q, fail)
         out = []
         for name, n, nt, failing, failing_traces, vals in q.rows(f"""
@@ -528,15 +600,24 @@ class TimeBucketsSection(Section):
     """Trace and error counts per hour (per day beyond a week of traces)."""
 
     keys = ("time_buckets",)
+    _BUCKET = "epoch_ms(date_trunc($unit, make_timestamp(request_time_ms * 1000)))"
+    _PAIRS = f"SELECT {_BUCKET} AS k, trace_id, (state = 'ERROR')::INT AS pri FROM t"
+
+    @staticmethod
+    def unit(q, lo: int, hi: int) -> str:
+        return q.granularity or ("day" if (hi - lo) > 7 * DAY_MS else "hour")
+
+    def sample_queries(self, q):
+        lo, hi = q.scalar("start_ms"), q.scalar("end_ms")
+        return [] if lo is None else [(self._PAIRS, {"unit": self.unit(q, lo, hi)})]
 
     def exact(self, q, c):
         lo, hi = c["time_range"]["start_ms"], c["time_range"]["end_ms"]
         if lo is None:
             return {"time_buckets": {"granularity": "hour", "buckets": []}}
-        unit = q.granularity or ("day" if (hi - lo) > 7 * DAY_MS else "hour")
-        b = "epoch_ms(date_trunc($unit, make_timestamp(request_time_ms * 1000)))"
-        samples = q.samples(f"SELECT {b} AS k, trace_id, (state = 'ERROR')::INT AS pri FROM t",
-                            {"unit": unit})
+        unit = self.unit(q, lo, hi)
+        b = self._BUCKET
+        samples = q.samples(self._PAIRS, {"unit": unit})
         return {"time_buckets": {"granularity": unit, "buckets": [
             {"start_ms": k, "traces": n, "errors": e, "error_rate": rate(e, n),
              "sample_trace_ids": samples.get(k, [])}
@@ -566,6 +647,8 @@ def exact_census(con: duckdb.DuckDBPyConnection, granularity: str | None = None)
 
 def exact_census_with(q: Query) -> dict:
     """Every section's exact figures through ``q`` (DuckDB here, Spark in ``spark_census``)."""
+    if q.batches_samples:
+        q.prefetch_samples([r for section in SECTIONS for r in section.sample_queries(q)])
     c: dict = {}
     for section in SECTIONS:
         c.update(section.exact(q, c))

@@ -64,14 +64,20 @@ class SparkQuery(Query):
     def __init__(self, spark: SparkSession, granularity: str | None = None):
         super().__init__(None, granularity)
         self.spark = spark
+        self._prefetched: dict[tuple, dict] = {}
 
     def rows(self, sql: str, params: list | dict | None = None) -> list[tuple]:
         text = spark_sql(_inline(sql, params))
         return [tuple(_plain(v) for v in row) for row in self.spark.sql(text).collect()]
 
+    batches_samples = True
+
     def samples(self, pairs_sql: str, params: dict | None = None) -> dict:
         """As ``Query.samples``; the per-key lists are ordered here (Spark's collect_list
-        keeps no order)."""
+        keeps no order). Answered from ``prefetch_samples`` when it computed them."""
+        done = self._prefetched.get(_request_key(pairs_sql, params))
+        if done is not None:
+            return done
         ranked = self.rows(f"""
             SELECT k, trace_id FROM (
                 SELECT k, trace_id, row_number() OVER (PARTITION BY k
@@ -82,6 +88,36 @@ class SparkQuery(Query):
         for k, trace_id in ranked:
             out.setdefault(k, []).append(trace_id)
         return out
+
+    def prefetch_samples(self, requests: list[tuple[str, dict | None]]) -> None:
+        """Every section's samples in one Spark query (one job instead of one per section):
+        the requests' (k, trace_id, pri) rows tagged with the request's number, ranked per
+        (request, k). Keys travel as strings, with their type to restore integers."""
+        if not requests:
+            return
+        union = " UNION ALL ".join(
+            f"SELECT {g} AS g, CAST(k AS VARCHAR) AS k, typeof(k) AS kt, trace_id, pri "
+            f"FROM ({_inline(sql, params)})" for g, (sql, params) in enumerate(requests))
+        ranked = self.rows(f"""
+            SELECT g, k, kt, trace_id FROM (
+                SELECT g, k, kt, trace_id,
+                       row_number() OVER (PARTITION BY g, k ORDER BY max(pri) DESC, trace_id)
+                       AS rn
+                FROM ({union}) GROUP BY g, k, kt, trace_id)
+            WHERE rn <= $samples ORDER BY g, k, rn""", {"samples": SAMPLES})
+        found: list[dict] = [{} for _ in requests]
+        for g, k, kt, trace_id in ranked:
+            key = int(k) if k is not None and kt in _INTEGER_TYPES else k
+            found[g].setdefault(key, []).append(trace_id)
+        for (sql, params), out in zip(requests, found):
+            self._prefetched[_request_key(sql, params)] = out
+
+
+_INTEGER_TYPES = ("tinyint", "smallint", "int", "bigint")
+
+
+def _request_key(pairs_sql: str, params: dict | None) -> tuple:
+    return pairs_sql, tuple(sorted((params or {}).items()))
 
 
 def spark_sql(duckdb_sql: str) -> str:

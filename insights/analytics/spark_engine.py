@@ -52,6 +52,9 @@ _JSON_PATH_LITERAL = re.compile(r"'\$[^'\\]*'")  # a single-quoted literal start
 _JSON_KEY_STEP = re.compile(r'\["([^"\[\]]+)"\]')
 _lock = threading.RLock()  # one query at a time owns the `traces` temp view
 _spark: dict[str, Any] = {"session": None, "key": None}
+# The last export read: its files (name, size, mtime) and its DataFrame, reused while they are
+# unchanged (each read lists the files and runs a Spark job to read the schema).
+_export_frame: dict[str, Any] = {"files": None, "frame": None}
 
 SPARK_TRACES_SCHEMA = (
     "trace_id STRING, request_time TIMESTAMP_NTZ, request_time_ms BIGINT, "
@@ -143,7 +146,8 @@ def _connect(session_class: Any, remote: str) -> SparkSession:
 
     client = spark.client
     patient = client.get_retry_policies()
-    client.set_retry_policies([DefaultPolicy(max_retries=5, max_backoff=2000)])
+    # four quick retries (~2 s in all): a server that is up answers the first
+    client.set_retry_policies([DefaultPolicy(max_retries=4, max_backoff=1000)])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the retry-exhausted warning: the error says it
@@ -183,6 +187,7 @@ def stop_spark() -> None:
         if str(_spark["key"]).startswith("remote="):  # pyspark leaves it set after stop(),
             os.environ.pop(_CONNECT_MODE_ENV, None)  # and a later local start then fails
         _spark["session"], _spark["key"] = None, None
+        _export_frame.update(files=None, frame=None)
 
 
 def export_dir(session: AnalyticsSession) -> Path:
@@ -202,9 +207,21 @@ def traces_frame(spark: SparkSession, session: AnalyticsSession | None = None,
 
     out = export_dir(session)
     export_traces(session, out)
-    if not any(out.glob("day=*/*.parquet")):
+    files = sorted(out.glob("day=*/*.parquet"))
+    if not files:
         return spark.createDataFrame([], SPARK_TRACES_SCHEMA)
-    return spark.read.parquet(str(out)).drop("day")
+    # the export only adds files: the same files with the same sizes and times, read by the
+    # same session, are the same data
+    seen = (id(spark), str(out), [(str(f), *_size_time(f)) for f in files])
+    with _lock:
+        if _export_frame["files"] != seen:
+            _export_frame.update(files=seen, frame=spark.read.parquet(str(out)).drop("day"))
+        return _export_frame["frame"]
+
+
+def _size_time(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def register_traces(spark: SparkSession, session: AnalyticsSession | None = None,

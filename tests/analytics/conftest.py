@@ -131,6 +131,54 @@ def corpus(request):
     return request.getfixturevalue(f"{request.param}_corpus")
 
 
+@pytest.fixture()
+def sqlite_session(sqlite_corpus):
+    """An AnalyticsSession over ``sqlite_corpus`` (the Spark tests read it through the export)."""
+    from insights.analytics import AnalyticsSession
+
+    uri, exp, _ids = sqlite_corpus
+    with AnalyticsSession(uri, exp) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def _local_spark_started():
+    """Stops this worker's Spark at the end of the session (the Spark tests share it)."""
+    yield
+    from insights.analytics import spark_engine
+
+    spark_engine.stop_spark()
+
+
+@pytest.fixture()
+def spark(_local_spark_started):
+    """This process's local Spark: started by the first test that needs it and kept for the
+    rest of the session (the Connect tests stop it and start their own)."""
+    from insights.analytics import spark_engine
+
+    return spark_engine.spark_session()
+
+
+def rounded(value, digits: int = 2):
+    """``value`` with its floats rounded: the engines sum in different orders. Censuses are
+    compared to 2 decimals, query rows to 6."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+def assert_same_census(duck, on_spark) -> None:
+    """Section by section, so a failure names the section that differs."""
+    d, s = rounded(duck.model_dump(mode="json")), rounded(on_spark.model_dump(mode="json"))
+    assert set(d) == set(s)
+    for key in d:
+        assert s[key] == d[key], f"census section {key!r} differs between Spark and DuckDB"
+
+
 DAY_NS = 86_400 * 10**9
 
 

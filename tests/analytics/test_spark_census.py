@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import log_agent_traces, log_feedback, new_sqlite_store, tracking
+from conftest import (assert_same_census, log_agent_traces, log_feedback, new_sqlite_store,
+                      rounded, tracking)
 from insights.analytics import AnalyticsSession, compute_census
 from insights.errors import InvalidInputError
 
@@ -23,7 +24,6 @@ pytest.importorskip("pyspark", reason="pyspark is not installed (pip install '.[
 if not shutil.which("java"):
     pytest.skip("Java is not installed (the Spark engine needs Java 17+)", allow_module_level=True)
 
-from insights.analytics import spark_engine  # noqa: E402
 from insights.analytics.spark_census import spark_census, spark_sql  # noqa: E402
 from insights.cli import app  # noqa: E402
 
@@ -32,13 +32,6 @@ if str(ROOT) not in sys.path:  # `examples` is not an installed package
     sys.path.insert(0, str(ROOT))
 
 pytestmark = pytest.mark.spark
-
-
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_engine.spark_session()
-    yield session
-    spark_engine.stop_spark()
 
 
 def log_status_only_failures(n: int) -> None:
@@ -68,29 +61,18 @@ def corpus(template_db, tmp_path_factory):
     return uri, exp, ids
 
 
-def rounded(value):
-    """The census with floats to 2 decimals: the engines sum in different orders."""
-    if isinstance(value, float):
-        return round(value, 2)
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    return value
-
-
-def assert_same_census(duck, on_spark) -> None:
-    """Section by section, so a failure names the section that differs."""
-    d, s = rounded(duck.model_dump(mode="json")), rounded(on_spark.model_dump(mode="json"))
-    assert set(d) == set(s)
-    for key in d:
-        assert s[key] == d[key], f"census section {key!r} differs between Spark and DuckDB"
-
-
-def test_census_on_spark_equals_duckdb_on_an_agent_corpus(corpus, spark):
+@pytest.fixture(scope="module")
+def duck_census(corpus):
+    """The corpus's census on DuckDB, computed once for the module's comparisons."""
     uri, exp, _ids = corpus
     with AnalyticsSession(uri, exp) as session:
-        duck = compute_census(session)
+        return compute_census(session)
+
+
+def test_census_on_spark_equals_duckdb_on_an_agent_corpus(corpus, duck_census, spark):
+    uri, exp, _ids = corpus
+    duck = duck_census
+    with AnalyticsSession(uri, exp) as session:
         on_spark = spark_census(session)
     assert duck.total_traces == 23 and duck.errors and duck.assessments and duck.tools
     fetch = next(sp for sp in duck.spans if sp.name == "fetch")
@@ -113,11 +95,11 @@ def test_census_on_spark_equals_duckdb_on_example_apps(app_name, spark, tmp_path
     assert_same_census(duck, on_spark)
 
 
-def test_scoped_census_on_spark_equals_duckdb(corpus, spark):
+def test_scoped_census_on_spark_equals_duckdb(corpus, duck_census, spark):
     """A time window and an MLflow filter select the same traces on both engines."""
     uri, exp, _ids = corpus
     with AnalyticsSession(uri, exp) as session:
-        whole = compute_census(session)
+        whole = duck_census
         lo, hi = whole.time_range.start_ms, whole.time_range.end_ms
         mid = lo + (hi - lo) // 2
         for scope in ({"start_time_ms": mid}, {"end_time_ms": mid},
@@ -128,15 +110,14 @@ def test_scoped_census_on_spark_equals_duckdb(corpus, spark):
             assert_same_census(duck, on_spark)
 
 
-def test_spark_census_of_an_existing_table(corpus, spark, tmp_path):
+def test_spark_census_of_an_existing_table(corpus, duck_census, spark, tmp_path):
     """--table: a Parquet export read as given gives the experiment's census."""
     from insights.analytics.export import export_traces
 
     uri, exp, _ids = corpus
     with AnalyticsSession(uri, exp) as session:
         export_traces(session, tmp_path / "exported")
-        duck = compute_census(session)
-    assert_same_census(duck, spark_census(table=str(tmp_path / "exported")))
+    assert_same_census(duck_census, spark_census(table=str(tmp_path / "exported")))
 
 
 def test_spark_census_refuses_bad_scopes_in_one_line(corpus, spark, tmp_path):

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from insights.analytics import AnalyticsSession, cohort_stats, compute_census, execute_sql
+from insights.analytics import cohort_stats, compute_census, execute_sql
 from insights.analytics.export import export_traces
 from insights.errors import InvalidInputError
 
@@ -39,7 +39,7 @@ for _module, _package in (("grpc", "grpcio"), ("grpc_status", "grpcio-status"),
 from insights.analytics import spark_engine  # noqa: E402
 from insights.analytics.spark_census import spark_census  # noqa: E402
 from insights.cli import app  # noqa: E402
-from test_spark_census import assert_same_census  # noqa: E402
+from conftest import assert_same_census  # noqa: E402
 from test_spark_engine import QUERIES, canonical  # noqa: E402
 
 pytestmark = pytest.mark.spark
@@ -122,20 +122,6 @@ def remote(tmp_path_factory):
             kill_group(proc)
 
 
-@pytest.fixture(scope="module")
-def corpus(sqlite_corpus):
-    """20 agent traces with tags, failures and 8 feedbacks, in a real SQLite store (the
-    analytics conftest's, on SQLite only: Spark reads it through the export)."""
-    return sqlite_corpus
-
-
-@pytest.fixture()
-def session(corpus):
-    uri, exp, _ids = corpus
-    with AnalyticsSession(uri, exp) as s:
-        yield s
-
-
 def test_queries_run_on_the_connect_server_not_a_local_spark(remote):
     spark = spark_engine.spark_session(remote)
     assert type(spark).__module__ == "pyspark.sql.connect.session"
@@ -148,10 +134,10 @@ def test_queries_run_on_the_connect_server_not_a_local_spark(remote):
 @pytest.mark.parametrize("name", ["count_by_state", "lateral_view_spans", "assessments",
                                   "cte_and_window", "tag_access", "span_attribute_json",
                                   "whole_rows"])
-def test_trace_sql_over_connect_equals_duckdb(name, session, remote):
+def test_trace_sql_over_connect_equals_duckdb(name, sqlite_session, remote):
     sql = QUERIES[name]
-    duck = execute_sql(session, sql)
-    over_connect = spark_engine.execute_sql_spark(sql, session=session, remote=remote)
+    duck = execute_sql(sqlite_session, sql)
+    over_connect = spark_engine.execute_sql_spark(sql, session=sqlite_session, remote=remote)
     assert duck.rows, "the query should return rows on this corpus"
     assert over_connect.columns == duck.columns
     assert canonical(over_connect.rows, False) == canonical(duck.rows, False)
@@ -161,28 +147,28 @@ def test_trace_sql_over_connect_equals_duckdb(name, session, remote):
     ("length(request) > 50", "state = 'ERROR'"),
     ("tags['parity'] = 'even'", "exists(spans, s -> s.span_type = 'TOOL' AND s.status_code = 'ERROR')"),
 ])
-def test_cohort_stats_over_connect_equal_duckdb(cohort, outcome, session, remote):
+def test_cohort_stats_over_connect_equal_duckdb(cohort, outcome, sqlite_session, remote):
     control = f"NOT ({cohort})"
-    duck = cohort_stats(session, cohort, control, outcome, samples=3, engine="duckdb")
-    over_connect = cohort_stats(session, cohort, control, outcome, samples=3, engine="spark",
-                                spark={"remote": remote})
+    duck = cohort_stats(sqlite_session, cohort, control, outcome, samples=3, engine="duckdb")
+    over_connect = cohort_stats(sqlite_session, cohort, control, outcome, samples=3,
+                                engine="spark", spark={"remote": remote})
     assert duck["cohort"]["n"] + duck["control"]["n"] == 20
     assert duck["cohort"]["events"] + duck["control"]["events"] > 0
     assert over_connect == duck
 
 
-def test_census_over_connect_equals_duckdb(session, remote):
-    duck = compute_census(session)
-    over_connect = spark_census(session, remote=remote)
+def test_census_over_connect_equals_duckdb(sqlite_session, remote):
+    duck = compute_census(sqlite_session)
+    over_connect = spark_census(sqlite_session, remote=remote)
     assert duck.total_traces == 20 and duck.errors and duck.assessments and duck.tools
     assert_same_census(duck, over_connect)
 
 
-def test_table_option_over_connect_reads_an_export(session, remote, tmp_path):
+def test_table_option_over_connect_reads_an_export(sqlite_session, remote, tmp_path):
     out = tmp_path / "table"
-    export_traces(session, out)
+    export_traces(sqlite_session, out)
     for sql in (QUERIES["count_by_state"], QUERIES["lateral_view_spans"]):
-        duck = execute_sql(session, sql)
+        duck = execute_sql(sqlite_session, sql)
         over_connect = spark_engine.execute_sql_spark(sql, table=str(out), remote=remote)
         assert over_connect.columns == duck.columns
         assert canonical(over_connect.rows, False) == canonical(duck.rows, False)
@@ -192,8 +178,8 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-def test_cli_execute_sql_over_connect_matches_duckdb(corpus, remote):
-    uri, exp, _ids = corpus
+def test_cli_execute_sql_over_connect_matches_duckdb(sqlite_corpus, remote):
+    uri, exp, _ids = sqlite_corpus
     sql = "SELECT state, count(*) AS n FROM traces GROUP BY state ORDER BY state"
     base = ["--tracking-uri", uri, "execute-sql", "--experiment-id", exp, sql, "--output", "json"]
     duck = run_cli(*base)
@@ -204,15 +190,16 @@ def test_cli_execute_sql_over_connect_matches_duckdb(corpus, remote):
     assert json.loads(over_connect.stdout) == json.loads(duck.stdout)
 
 
-def test_slow_query_over_connect_is_interrupted_at_the_time_limit(session, remote):
+def test_slow_query_over_connect_is_interrupted_at_the_time_limit(sqlite_session, remote):
     slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
             "WHERE i % 7 = 3")
     started = time.monotonic()
     with pytest.raises(InvalidInputError, match="exceeded the 1 s time limit"):
-        spark_engine.execute_sql_spark(slow, session=session, remote=remote, timeout=1)
+        spark_engine.execute_sql_spark(slow, session=sqlite_session, remote=remote, timeout=1)
     assert time.monotonic() - started < 60  # interrupted, not run to its end
     # the connection and the server's session still answer afterwards
-    assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces", session=session,
+    assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",
+                                          session=sqlite_session,
                                           remote=remote).rows == [[20]]
 
 
@@ -220,9 +207,9 @@ def test_slow_query_over_connect_is_interrupted_at_the_time_limit(session, remot
     ("SELECT no_such_column FROM traces", "Spark SQL error"),
     ("SELECT reflect('java.lang.System', 'getenv', 'HOME') FROM traces", "reflect() is not allowed"),
 ])
-def test_bad_queries_over_connect_are_refused_in_one_line(sql, message, session, remote):
+def test_bad_queries_over_connect_are_refused_in_one_line(sql, message, sqlite_session, remote):
     with pytest.raises(InvalidInputError) as info:
-        spark_engine.execute_sql_spark(sql, session=session, remote=remote)
+        spark_engine.execute_sql_spark(sql, session=sqlite_session, remote=remote)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -233,13 +220,13 @@ def test_missing_table_on_the_server_is_refused_in_one_line(remote, tmp_path):
     assert f"--table {missing}" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_unreachable_server_is_refused_in_one_line_in_bounded_time(corpus):
+def test_unreachable_server_is_refused_in_one_line_in_bounded_time(sqlite_corpus):
     """The CLI against an ``sc://`` port nothing listens on, in a process of its own (a hang
     must not take this one's Spark session with it): exit 2 and one line on stderr, soon.
 
     pyspark warns about pandas 3 on stderr when its Connect client is imported; warnings are
     off in the child so that only the engine's own message is judged here."""
-    uri, exp, _ids = corpus
+    uri, exp, _ids = sqlite_corpus
     dead = f"sc://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "insights.cli", "--tracking-uri", uri, "execute-sql",
            "--experiment-id", exp, "SELECT count(*) AS n FROM traces", "--engine", "spark",

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from conftest import log_agent_traces, new_sqlite_store, tracking
+from conftest import log_agent_traces, new_sqlite_store, rounded, tracking
 from insights.analytics import AnalyticsSession, cohort_stats, execute_sql
 from insights.analytics.export import export_traces
 from insights.errors import InvalidInputError
@@ -61,47 +61,17 @@ QUERIES = {
 }
 
 
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_engine.spark_session()
-    yield session
-    spark_engine.stop_spark()
-
-
-@pytest.fixture(scope="module")
-def corpus(sqlite_corpus):
-    """20 agent traces with tags, failures and 8 feedbacks, in a real SQLite store (the
-    analytics conftest's, on SQLite only: Spark reads it through the export)."""
-    return sqlite_corpus
-
-
-@pytest.fixture()
-def session(corpus):
-    uri, exp, _ids = corpus
-    with AnalyticsSession(uri, exp) as s:
-        yield s
-
-
 def canonical(rows: list[list], ordered: bool) -> list:
     """Rows with floats rounded (engines sum in different orders); sorted unless ordered."""
-    def norm(v):
-        if isinstance(v, float):
-            return round(v, 6)
-        if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [norm(x) for x in v]
-        return v
-
-    out = [norm(r) for r in rows]
+    out = rounded(rows, 6)
     return out if ordered else sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
 
 
 @pytest.mark.parametrize("name", list(QUERIES))
-def test_spark_answers_equal_duckdb(name, session, spark):
+def test_spark_answers_equal_duckdb(name, sqlite_session, spark):
     sql = QUERIES[name]
-    duck = execute_sql(session, sql)
-    on_spark = spark_engine.execute_sql_spark(sql, session=session)
+    duck = execute_sql(sqlite_session, sql)
+    on_spark = spark_engine.execute_sql_spark(sql, session=sqlite_session)
     assert on_spark.columns == duck.columns
     assert duck.rows, "the query should return rows on this corpus"
     ordered = "ORDER BY" in sql and "OVER" not in sql
@@ -113,15 +83,15 @@ def test_spark_answers_equal_duckdb(name, session, spark):
     ("tags['parity'] = 'even'", "exists(spans, s -> s.span_type = 'TOOL' AND s.status_code = 'ERROR')"),
     ("size(spans) > 2", "exists(assessments, a -> a.value = 'false')"),
 ])
-def test_cohort_stats_equal_on_both_engines(cohort, outcome, session, spark):
+def test_cohort_stats_equal_on_both_engines(cohort, outcome, sqlite_session, spark):
     control = f"NOT ({cohort})"
-    duck = cohort_stats(session, cohort, control, outcome, samples=3, engine="duckdb")
-    on_spark = cohort_stats(session, cohort, control, outcome, samples=3, engine="spark")
+    duck = cohort_stats(sqlite_session, cohort, control, outcome, samples=3, engine="duckdb")
+    on_spark = cohort_stats(sqlite_session, cohort, control, outcome, samples=3, engine="spark")
     assert on_spark == duck
     assert duck["cohort"]["n"] + duck["control"]["n"] == 20
 
 
-def test_agent_evidence_query_runs_on_both_engines(session, spark):
+def test_agent_evidence_query_runs_on_both_engines(sqlite_session, spark):
     """The agent orders evidence by its busiest failing hour; Spark refuses a window function
     in ORDER BY, so the query computes it in a subquery and both engines answer it."""
     from agent.census_issues import densest_first
@@ -129,23 +99,24 @@ def test_agent_evidence_query_runs_on_both_engines(session, spark):
     sql = densest_first(["trace_id AS trace_id", "s.status_message AS status_message",
                          "state AS state"], "FROM traces LATERAL VIEW explode(spans) x AS s "
                         "WHERE s.status_code = 'ERROR'", 45)
-    duck = execute_sql(session, sql)
-    on_spark = spark_engine.execute_sql_spark(sql, session=session)
+    duck = execute_sql(sqlite_session, sql)
+    on_spark = spark_engine.execute_sql_spark(sql, session=sqlite_session)
     assert on_spark.columns == duck.columns == ["trace_id", "status_message", "state"]
     assert len(duck.rows) == 8  # 4 failed searches, 2 failed llm calls and their 2 agent spans
     assert canonical(on_spark.rows, False) == canonical(duck.rows, False)
 
 
-def test_timestamps_maps_and_structs_come_back_alike(session, spark):
+def test_timestamps_maps_and_structs_come_back_alike(sqlite_session, spark):
     sql = "SELECT request_time, tags, assessments FROM traces ORDER BY request_time_ms LIMIT 1"
-    row = spark_engine.execute_sql_spark(sql, session=session).rows[0]
-    assert row == execute_sql(session, sql).rows[0]
+    row = spark_engine.execute_sql_spark(sql, session=sqlite_session).rows[0]
+    assert row == execute_sql(sqlite_session, sql).rows[0]
     assert isinstance(row[0], str) and "T" in row[0]
     assert row[1]["parity"] == "even" and row[2][0]["name"] == "correctness"
 
 
-def test_max_rows_truncates_like_duckdb(session, spark):
-    r = spark_engine.execute_sql_spark("SELECT trace_id FROM traces", session=session, max_rows=3)
+def test_max_rows_truncates_like_duckdb(sqlite_session, spark):
+    r = spark_engine.execute_sql_spark("SELECT trace_id FROM traces", session=sqlite_session,
+                                       max_rows=3)
     assert len(r.rows) == 3 and r.truncated
 
 
@@ -173,19 +144,20 @@ def test_export_writes_day_partitions_and_then_only_new_traces(template_db, tmp_
     assert len(got) == 10 and set(first_ids) < set(got)
 
 
-def test_table_option_reads_an_existing_parquet_path(session, spark, tmp_path):
+def test_table_option_reads_an_existing_parquet_path(sqlite_session, spark, tmp_path):
     out = tmp_path / "table"
-    export_traces(session, out)
+    export_traces(sqlite_session, out)
     sql = "SELECT state, count(*) AS n FROM traces GROUP BY state"
     r = spark_engine.execute_sql_spark(sql, table=str(out))
-    assert canonical(r.rows, False) == canonical(execute_sql(session, sql).rows, False)
+    duck = execute_sql(sqlite_session, sql).rows
+    assert canonical(r.rows, False) == canonical(duck, False)
 
 
-def test_table_option_reads_a_catalog_table(session, spark, tmp_path):
+def test_table_option_reads_a_catalog_table(sqlite_session, spark, tmp_path):
     """--table NAME (no slash): a table of Spark's catalog, here a managed table saved in a
     local warehouse from the experiment's export, answers like DuckDB."""
     out = tmp_path / "export"
-    export_traces(session, out)
+    export_traces(sqlite_session, out)
     spark.read.parquet(str(out)).drop("day").write.mode("overwrite") \
         .option("path", str(tmp_path / "warehouse" / "traces_catalog")) \
         .saveAsTable("traces_catalog")
@@ -193,7 +165,8 @@ def test_table_option_reads_a_catalog_table(session, spark, tmp_path):
         sql = ("SELECT s.span_type, count(*) AS n FROM traces LATERAL VIEW explode(spans) x AS s "
                "GROUP BY s.span_type")
         r = spark_engine.execute_sql_spark(sql, table="traces_catalog")
-        assert canonical(r.rows, False) == canonical(execute_sql(session, sql).rows, False)
+        duck = execute_sql(sqlite_session, sql).rows
+        assert canonical(r.rows, False) == canonical(duck, False)
     finally:
         spark.sql("DROP TABLE IF EXISTS traces_catalog")
 
@@ -206,20 +179,20 @@ def test_table_option_reads_a_catalog_table(session, spark, tmp_path):
     ("SELECT reflect('java.lang.System', 'getenv', 'HOME') FROM traces", "reflect() is not allowed"),
     ("SELECT no_such_column FROM traces", "Spark SQL error"),
 ])
-def test_bad_queries_are_refused_in_one_line(sql, message, session, spark):
+def test_bad_queries_are_refused_in_one_line(sql, message, sqlite_session, spark):
     with pytest.raises(InvalidInputError) as info:
-        spark_engine.execute_sql_spark(sql, session=session)
+        spark_engine.execute_sql_spark(sql, session=sqlite_session)
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_slow_query_is_interrupted_at_the_time_limit(session, spark):
+def test_slow_query_is_interrupted_at_the_time_limit(sqlite_session, spark):
     slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
             "WHERE i % 7 = 3")
     with pytest.raises(InvalidInputError, match="exceeded the 1 s time limit"):
-        spark_engine.execute_sql_spark(slow, session=session, timeout=1)
+        spark_engine.execute_sql_spark(slow, session=sqlite_session, timeout=1)
     # the session is still usable afterwards
     assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",
-                                          session=session).rows == [[20]]
+                                          session=sqlite_session).rows == [[20]]
 
 
 def test_unknown_engine_and_missing_table_are_refused(spark, tmp_path, monkeypatch):
@@ -237,8 +210,8 @@ def run_cli(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
-def test_cli_execute_sql_on_spark_matches_duckdb(corpus, spark):
-    uri, exp, _ids = corpus
+def test_cli_execute_sql_on_spark_matches_duckdb(sqlite_corpus, spark):
+    uri, exp, _ids = sqlite_corpus
     sql = "SELECT state, count(*) AS n FROM traces GROUP BY state ORDER BY state"
     base = ["--tracking-uri", uri, "execute-sql", "--experiment-id", exp, sql, "--output", "json"]
     duck = run_cli(*base)
@@ -247,8 +220,8 @@ def test_cli_execute_sql_on_spark_matches_duckdb(corpus, spark):
     assert json.loads(on_spark.stdout) == json.loads(duck.stdout)
 
 
-def test_cli_cohort_stats_on_spark_matches_duckdb(corpus, spark):
-    uri, exp, _ids = corpus
+def test_cli_cohort_stats_on_spark_matches_duckdb(sqlite_corpus, spark):
+    uri, exp, _ids = sqlite_corpus
     base = ["--tracking-uri", uri, "cohort-stats", "--experiment-id", exp, "--cohort",
             "length(request) > 50", "--outcome", "state = 'ERROR'", "--output", "json"]
     duck, on_spark = run_cli(*base), run_cli(*base, "--engine", "spark")
@@ -256,8 +229,8 @@ def test_cli_cohort_stats_on_spark_matches_duckdb(corpus, spark):
     assert json.loads(on_spark.stdout) == json.loads(duck.stdout)
 
 
-def test_cli_bad_input_exits_2_with_one_line(corpus, spark, tmp_path):
-    uri, exp, _ids = corpus
+def test_cli_bad_input_exits_2_with_one_line(sqlite_corpus, spark, tmp_path):
+    uri, exp, _ids = sqlite_corpus
     base = ["--tracking-uri", uri, "execute-sql", "--experiment-id", exp]
     for args, text in [
         ([*base, "SELECT 1 FROM traces", "--engine", "presto"], "unknown engine"),
@@ -280,8 +253,8 @@ def test_agent_run_refuses_an_unknown_engine_in_one_line(monkeypatch):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
-def test_cli_export_traces(corpus, tmp_path):
-    uri, exp, ids = corpus
+def test_cli_export_traces(sqlite_corpus, tmp_path):
+    uri, exp, ids = sqlite_corpus
     out = tmp_path / "exported"
     args = ["--tracking-uri", uri, "export-traces", "--experiment-id", exp, "--out", str(out),
             "--output", "json"]
