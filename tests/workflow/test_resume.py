@@ -11,7 +11,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from typer.testing import CliRunner
 
@@ -56,12 +55,20 @@ def assessment_counts(store: Store, run_id: str) -> Counter:
     from agent.assessments import assessment_name
 
     tracking = MlflowClient(store.uri)
+    assessments: dict[str, list] = {}   # every trace's, in one listing (not a read per trace)
+    token = None
+    while True:
+        page = tracking.search_traces(locations=[store.experiment_id], include_spans=False,
+                                      max_results=500, page_token=token)
+        assessments.update({t.info.trace_id: t.info.assessments for t in page})
+        token = page.token
+        if not token:
+            break
     counts: Counter = Counter()
     for issue in run_issues(store.client(), store.experiment_id, run_id):
         name = assessment_name(issue.title)
         for trace_id in issue.trace_ids:
-            n = sum(a.name == name for a in tracking.get_trace(trace_id).info.assessments)
-            counts[(trace_id, name)] = n
+            counts[(trace_id, name)] = sum(a.name == name for a in assessments[trace_id])
     return counts
 
 
