@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 
+import sqlglot
 from scipy.stats import fisher_exact
+from sqlglot import exp
 
 from insights.analytics.session import AnalyticsSession
 from insights.analytics.spark_engine import resolve_engine
@@ -47,13 +49,14 @@ def cohort_stats(session: AnalyticsSession | None, cohort: str, control: str, ou
     if resolve_engine(engine) == "spark":
         row = _spark_counts(session, cohort, control, outcome, samples, spark or {})
         return _result(cohort, control, outcome, row)
-    tree = parse_query(
-        f"SELECT trace_id, CAST(({cohort}) AS BOOLEAN) AS in_cohort, "
-        f"CAST(({control}) AS BOOLEAN) AS in_control, "
-        f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces")
+    atoms, in_cohort, in_control = shared_conjuncts(cohort, control)
+    columns = ", ".join(f"CAST(({atom}) AS BOOLEAN) AS {_ATOM}{i}" for i, atom in enumerate(atoms))
+    tree = parse_query(f"SELECT trace_id, {columns}, "
+                       f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces")
     level = data_level(tree)
     view, ddl = VIEWS[level]
-    inner = to_duckdb(tree, view)
+    inner = (f"SELECT trace_id, ({in_cohort}) AS in_cohort, ({in_control}) AS in_control, "
+             f"event FROM ({to_duckdb(tree, view)})")
     agg = ", ".join(
         f"count(*) FILTER (WHERE {g}), count(*) FILTER (WHERE {g} AND event), "
         f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND event), [])"
@@ -68,6 +71,38 @@ def cohort_stats(session: AnalyticsSession | None, cohort: str, control: str, ou
         con.execute(ddl)
         row = run(con, sql, None, {"samples": samples}, session_memory=session.memory).rows[0]
     return _result(cohort, control, outcome, row)
+
+
+_ATOM = "insights_conjunct_"
+
+
+def shared_conjuncts(cohort: str, control: str) -> tuple[list[str], str, str]:
+    """The distinct top-level conjuncts of cohort and control (one and its NOT counted once),
+    and each side rewritten over them as ``insights_conjunct_<i>`` columns.
+
+    Why: the analyst compares ``(F) AND (S)`` with ``NOT (F) AND (S)``; evaluated as written,
+    a costly finding F (a lambda over every span, say) runs twice per trace. As columns, each
+    conjunct runs once; ``NOT`` and ``AND`` of the column give the same three-valued result
+    as of the expression. A side that does not parse is kept whole (its error comes later)."""
+    atoms: dict[str, int] = {}
+
+    def side(text: str) -> str:
+        try:
+            tree = sqlglot.parse_one(text, read="spark")
+        except sqlglot.errors.SqlglotError:
+            tree = None
+        parts = []
+        for conjunct in (tree.flatten() if isinstance(tree, exp.And) else [tree]):
+            node, negated = (conjunct.unnest() if conjunct is not None else None), False
+            if isinstance(node, exp.Not):
+                node, negated = node.this.unnest(), True
+            key = node.sql(dialect="spark") if node is not None else text
+            index = atoms.setdefault(key, len(atoms))
+            parts.append(f"{'NOT ' if negated else ''}{_ATOM}{index}")
+        return " AND ".join(parts)
+
+    in_cohort, in_control = side(cohort), side(control)
+    return list(atoms), in_cohort, in_control
 
 
 def _spark_counts(session: AnalyticsSession | None, cohort: str, control: str, outcome: str,

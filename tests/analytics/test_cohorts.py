@@ -59,3 +59,51 @@ def test_cohort_bad_predicate(sqlite_corpus):
         cohort_of(uri, exp, "nope_column > 1", "true", "state = 'ERROR'")
     with pytest.raises(InvalidInputError):
         cohort_of(uri, exp, "1=1; DROP TABLE traces", "true", "true")
+
+
+SHARED = [  # (cohort, control): the analyst's shapes, NULLs, ORs, nesting, nothing shared
+    ("(exists(spans, s -> s.status_code = 'ERROR')) AND (length(request) > 50)",
+     "NOT (exists(spans, s -> s.status_code = 'ERROR')) AND (length(request) > 50)"),
+    ("length(request) > 100 OR state = 'ERROR'", "NOT (length(request) > 100 OR state = 'ERROR')"),
+    ("CASE WHEN length(request) > 100 THEN NULL ELSE state = 'OK' END",
+     "NOT (CASE WHEN length(request) > 100 THEN NULL ELSE state = 'OK' END)"),
+    ("((state = 'OK')) AND (length(request) > 10 AND length(request) < 200)",
+     "NOT ((state = 'OK')) AND length(request) > 10 AND (length(request) < 200)"),
+    ("length(request) > 100", "length(request) <= 100"),
+]
+
+
+@pytest.mark.parametrize(("cohort", "control"), SHARED)
+def test_conjuncts_shared_by_cohort_and_control_count_as_the_predicates_do(
+        sqlite_corpus, cohort, control):
+    """Evaluating each shared conjunct once (shared_conjuncts) gives the counts the predicates
+    give written out, NULLs included (a NULL side is in neither group)."""
+    from insights.analytics import AnalyticsSession
+    from insights.analytics.cohorts import cohort_stats
+    from insights.analytics.sql import execute_sql
+
+    uri, exp, _ = sqlite_corpus
+    outcome = "state = 'ERROR'"
+    with AnalyticsSession(uri, exp) as session:
+        r = cohort_stats(session, cohort, control, outcome, samples=100)
+        written = execute_sql(session, (
+            f"SELECT count_if(({cohort})), count_if(({cohort}) AND ({outcome})), "
+            f"count_if(({control})), count_if(({control}) AND ({outcome})), "
+            f"count_if(({cohort}) AND ({control})) FROM traces")).rows[0]
+        ids = {row[0] for row in execute_sql(
+            session, f"SELECT trace_id FROM traces WHERE ({cohort}) AND ({outcome})").rows}
+    got = (r["cohort"]["n"], r["cohort"]["events"], r["control"]["n"], r["control"]["events"],
+           r["overlap"])
+    assert got == tuple(written)
+    assert set(r["cohort"]["sample_event_trace_ids"]) == ids
+    assert r["cohort"]["n"] + r["control"]["n"] > 0
+
+
+def test_shared_conjuncts_evaluate_a_finding_once():
+    from insights.analytics.cohorts import shared_conjuncts
+
+    finding = "exists(spans, s -> s.status_code = 'ERROR')"
+    atoms, cohort, control = shared_conjuncts(f"({finding}) AND (x > 1)",
+                                              f"NOT ({finding}) AND (x > 1)")
+    assert len(atoms) == 2 and control == f"NOT {cohort.split(' AND ')[0]} AND " \
+        f"{cohort.split(' AND ')[1]}"
