@@ -187,6 +187,11 @@ def _remote_repo(client, run_id: str) -> Any | None:
     uri = _artifact_uri(client, run_id)
     if not uri or _uri_path(uri) is not None:
         return None
+    return _repository(client, uri)
+
+
+def _repository(client, uri: str) -> Any:
+    """MLflow's artifact repository for ``uri``, made once per process (and tracking URI)."""
     key = (str(client.tracking_uri), uri)
     repo = _remote_repos.get(key)
     if repo is None:
@@ -336,10 +341,8 @@ def _read_remote_yaml_dir(client, run_id: str, folder: str, prefix: str,
     runs 2 per CPU core at once; a list of a few hundred small YAML files is bound by round-trip
     latency, not bandwidth, so more requests in flight make it several times faster.
     """
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
     with store_errors("reading artifacts"):
-        repo = get_artifact_repository(artifact_uri, tracking_uri=client.tracking_uri)
+        repo = _repository(client, artifact_uri)
         try:
             infos = repo.list_artifacts(folder)
         except Exception as exc:  # a folder never written lists as missing on some stores

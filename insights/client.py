@@ -109,29 +109,18 @@ class InsightsClient:
         path = self._local_db_path()
         return compat.sqlite_read_only(path) if path is not None else None
 
-    def _stored_run_experiment(self, run_id: str) -> str:
-        """The experiment of a run already found in the local store's tables."""
-        conn = self._local_db()
-        try:
-            experiment_id = compat.sqlite_run_experiment(conn, run_id) if conn else None
-        finally:
-            if conn is not None:
-                conn.close()
-        if experiment_id is None:
-            raise NotFoundError(f"Run '{run_id}' not found")
-        return experiment_id
-
     def _analysis_artifact_uri(self, run_id: str) -> str:
         """The analysis run's artifact URI, checked (as runs.get_analysis_run checks it) to be
         a live Insights analysis run; read from the tables of a local SQLite store."""
-        artifact_uri = self._stored_analysis_artifact_uri(run_id)
-        if artifact_uri is None:
+        stored = self._stored_analysis_run(run_id)
+        if stored is None:
             return runs.get_analysis_run(self._client, run_id).info.artifact_uri
-        return artifact_uri
+        return stored[0]
 
-    def _stored_analysis_artifact_uri(self, run_id: str) -> str | None:
-        """``_analysis_artifact_uri`` from the tables of a local SQLite store (same checks,
-        same errors); None when the store is not one."""
+    def _stored_analysis_run(self, run_id: str) -> tuple[str, str] | None:
+        """(artifact URI, experiment id) of the analysis run, from the tables of a local SQLite
+        store with ``_analysis_artifact_uri``'s checks and errors; None when the store is not
+        one."""
         conn = self._local_db()
         if conn is None:
             return None
@@ -141,13 +130,13 @@ class InsightsClient:
             conn.close()
         if found is None:
             raise NotFoundError(f"Analysis run '{run_id}' not found")
-        stage, artifact_uri, kind = found
+        stage, artifact_uri, kind, experiment_id = found
         if stage == "deleted":
             raise NotFoundError(f"Analysis run '{run_id}' not found (it is deleted)")
         if kind != "analysis":
             raise NotAnInsightsRunError(f"Run '{run_id}' is not an Insights analysis run")
         artifacts.remember_artifact_uri(self.tracking_uri, run_id, artifact_uri)
-        return artifact_uri
+        return artifact_uri, experiment_id
 
     def _parent(self, experiment_id: str) -> tuple[str, str] | None:
         """(run id, artifact URI) of the experiment's canonical parent run, or None."""
@@ -246,11 +235,11 @@ class InsightsClient:
         the cited traces are checked from the store's tables, the links written there as
         MLflow writes them, and the files in place as ``MlflowClient.log_text`` would write
         them, without importing MLflow (seconds of a CLI call)."""
-        artifact_uri = self._stored_analysis_artifact_uri(run_id)
-        writer = artifacts.local_writer(self._reader, run_id, artifact_uri or "")
+        stored = self._stored_analysis_run(run_id)
+        writer = artifacts.local_writer(self._reader, run_id, stored[0]) if stored else None
         if writer is not None:
             if trace_ids:
-                self.check_traces_exist(self._stored_run_experiment(run_id), trace_ids)
+                self.check_traces_exist(stored[1], trace_ids)
             return writer
         run = runs.get_analysis_run(self._client, run_id)
         self.check_traces_exist(run.info.experiment_id, trace_ids)
@@ -628,9 +617,9 @@ class InsightsClient:
     def _link(self, run_id: str, ids: list[str]) -> int:
         """Link already checked traces to a run (each once: MLflow refuses a duplicate link)."""
         ids = list(dict.fromkeys(ids))
-        if ids and self._local_db_path() is not None:
-            with store_errors("linking traces"):
-                compat.sqlite_link_traces(self._local_db_path(), run_id, ids)
+        local = self._local_db_path() if ids else None
+        if local is not None:
+            compat.sqlite_link_traces(local, run_id, ids)
             return len(ids)
         for start in range(0, len(ids), TRACE_LINK_BATCH):
             with store_errors("linking traces"):

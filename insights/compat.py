@@ -241,19 +241,14 @@ def sqlite_tagged_runs(conn: sqlite3.Connection, experiment_id: str, tag_key: st
 
 
 def sqlite_run(conn: sqlite3.Connection, run_id: str, tag_key: str
-               ) -> tuple[str, str, str | None] | None:
-    """(lifecycle stage, artifact URI, value of tag ``tag_key``) of a run, None if unknown."""
+               ) -> tuple[str, str, str | None, str] | None:
+    """(lifecycle stage, artifact URI, value of tag ``tag_key``, experiment id) of a run, None
+    if unknown."""
     row = conn.execute(
-        "SELECT r.lifecycle_stage, r.artifact_uri, t.value FROM runs r LEFT JOIN tags t "
-        "ON t.run_uuid = r.run_uuid AND t.key = ? WHERE r.run_uuid = ?",
+        "SELECT r.lifecycle_stage, r.artifact_uri, t.value, r.experiment_id FROM runs r "
+        "LEFT JOIN tags t ON t.run_uuid = r.run_uuid AND t.key = ? WHERE r.run_uuid = ?",
         (tag_key, run_id)).fetchone()
-    return (row[0], row[1] or "", row[2]) if row else None
-
-
-def sqlite_run_experiment(conn: sqlite3.Connection, run_id: str) -> str | None:
-    """The experiment id of a run, None if the run is unknown."""
-    row = conn.execute("SELECT experiment_id FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-    return str(row[0]) if row else None
+    return (row[0], row[1] or "", row[2], str(row[3])) if row else None
 
 
 def sqlite_traces_in_experiment(conn: sqlite3.Connection, experiment_id: str,
@@ -297,13 +292,11 @@ def sqlite_link_traces(path: str, run_id: str, trace_ids: list[str]) -> int:
             [(uuid.uuid4().hex, _LINK_SOURCE, t, _LINK_DESTINATION, run_id, now) for t in new])
         conn.execute("COMMIT")
         return len(new)
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise TrackingServerError(f"linking traces in {path} failed: {exc}") from None
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise TrackingServerError(f"linking traces in {path} failed: {exc}") from None
         raise
     finally:
         conn.close()

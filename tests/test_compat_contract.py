@@ -222,4 +222,5 @@ def test_sqlite_trace_links_are_the_rows_mlflow_writes_and_mlflow_reads_them(tra
 
     with sqlite3.connect(path) as conn:
         assert compat.sqlite_traces_in_experiment(conn, exp, [*ids, "tr-missing"]) == set(ids)
-        assert compat.sqlite_run_experiment(conn, ours) == exp
+        assert compat.sqlite_run(conn, ours, "no.such.tag") == ("active", mlflow.MlflowClient(
+            tracking_uri).get_run(ours).info.artifact_uri, None, exp)
