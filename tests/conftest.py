@@ -11,9 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
-import pytest
-import requests
+# Test data is written with MLflow's synchronous trace export: a trace is stored when its span
+# ends. The asynchronous exporter (the default) gains nothing for a handful of traces, and each
+# flush of it waits out its consumer thread's one-second poll: ~1-2 s per test that writes traces.
+# Set before MLflow builds an exporter; the CLIs and servers the tests start inherit it.
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+
+import mlflow  # noqa: E402
+import pytest  # noqa: E402
+import requests  # noqa: E402
 
 from helpers.fixtures import copy_template, sqlite_template, tracking_uri  # noqa: F401
 
@@ -69,11 +75,16 @@ def experiment_id(tracking_uri: str, tmp_path: Path) -> str:
 class MlflowServer:
     """A real `mlflow server` subprocess on 127.0.0.1 whose backend store starts as a copy of
     the migrated template (no migrations at start-up). It runs in its own process group so
-    ``stop()`` ends the workers too."""
+    ``stop()`` ends the workers too.
+
+    One worker by default: with more, uvicorn's workers share a socket on which it does not set
+    TCP_NODELAY, so every response on a kept-alive connection (MLflow's client keeps them)
+    waits out the client's delayed ACK, ~40 ms a request; one worker still serves requests
+    concurrently (MLflow's handlers run in a thread pool)."""
 
     START_TIMEOUT_S = 180  # generous: a loaded 2-core machine can take minutes
 
-    def __init__(self, root: Path, *, extra_args: tuple[str, ...] = (), workers: int = 2,
+    def __init__(self, root: Path, *, extra_args: tuple[str, ...] = (), workers: int = 1,
                  env: dict[str, str] | None = None):
         self.root = root
         self.port = _free_port()
