@@ -17,6 +17,11 @@ from pathlib import Path
 # Set before MLflow builds an exporter; the CLIs and servers the tests start inherit it.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
 
+from helpers.spark_conf import pyspark_submit_args  # noqa: E402
+
+# Every local Spark a test starts runs with settings for tiny data (see helpers/spark_conf.py).
+os.environ.setdefault("PYSPARK_SUBMIT_ARGS", pyspark_submit_args())
+
 import mlflow  # noqa: E402
 import pytest  # noqa: E402
 import requests  # noqa: E402

@@ -41,6 +41,7 @@ from insights.analytics.spark_census import spark_census  # noqa: E402
 from insights.cli import app  # noqa: E402
 from conftest import assert_same_census  # noqa: E402
 from test_spark_engine import QUERIES, canonical  # noqa: E402
+from helpers import spark_conf  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
@@ -104,7 +105,9 @@ def remote(tmp_path_factory):
            "--conf", "spark.ui.enabled=false",
            # a server in a zone with a half-hour offset: the client must pin UTC, or the
            # census's hour buckets move by 30 minutes against DuckDB's
-           "--conf", "spark.sql.session.timeZone=Asia/Kolkata", "spark-internal"]
+           "--conf", "spark.sql.session.timeZone=Asia/Kolkata",
+           # the local engine's 2 GB: the time-limit test's query builds 800 MB arrays
+           "--driver-memory", "2g", *spark_conf.submit_args(), "spark-internal"]
     spark_engine.stop_spark()  # one session per process: drop any classic one first
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -194,7 +197,8 @@ def test_slow_query_over_connect_is_interrupted_at_the_time_limit(sqlite_session
     slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
             "WHERE i % 7 = 3")
     started = time.monotonic()
-    with pytest.raises(InvalidInputError, match="exceeded the 1 s time limit"):
+    with (spark_conf.default_codegen(spark_engine.spark_session(remote)),
+          pytest.raises(InvalidInputError, match="exceeded the 1 s time limit")):
         spark_engine.execute_sql_spark(slow, session=sqlite_session, remote=remote, timeout=1)
     assert time.monotonic() - started < 60  # interrupted, not run to its end
     # the connection and the server's session still answer afterwards

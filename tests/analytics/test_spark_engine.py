@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import log_agent_traces, new_sqlite_store, rounded, tracking
+from helpers import spark_conf
 from insights.analytics import AnalyticsSession, cohort_stats, execute_sql
 from insights.analytics.export import export_traces
 from insights.errors import InvalidInputError
@@ -188,7 +189,8 @@ def test_bad_queries_are_refused_in_one_line(sql, message, sqlite_session, spark
 def test_slow_query_is_interrupted_at_the_time_limit(sqlite_session, spark):
     slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
             "WHERE i % 7 = 3")
-    with pytest.raises(InvalidInputError, match="exceeded the 1 s time limit"):
+    with (spark_conf.default_codegen(spark),
+          pytest.raises(InvalidInputError, match="exceeded the 1 s time limit")):
         spark_engine.execute_sql_spark(slow, session=sqlite_session, timeout=1)
     # the session is still usable afterwards
     assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",
