@@ -217,6 +217,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 or any(params.get(name) == "server" for name in PARAMETRIZED_STORES)
                 or server_dir in Path(str(item.path)).parents):
             item.add_marker(pytest.mark.server)
+    _longest_files_first(items)
+
+
+# Folders whose files run whole analyses on demo corpora: long files, after the Spark ones.
+ANALYSIS_DIRS = ("workflow", "generalisation")
+
+
+def _longest_files_first(items: list[pytest.Item]) -> None:
+    """Order files by how long they usually take, longest first, keeping each file's tests
+    together and in their order. Why: workers take files in this order (``--dist loadfile``),
+    so a long file collected last (a Spark one, at 1-2 minutes) ran alone at the end while the
+    other workers idled. Rank: files with Spark tests, then analysis folders, then files with
+    server tests, then the rest."""
+    root = Path(__file__).parent
+    rank: dict[Path, int] = {}
+    for item in items:
+        path = Path(str(item.path))
+        in_analysis = any(root / name in path.parents for name in ANALYSIS_DIRS)
+        mine = (0 if item.get_closest_marker("spark") else 1 if in_analysis
+                else 2 if item.get_closest_marker("server") else 3)
+        rank[path] = min(rank.get(path, mine), mine)
+    items.sort(key=lambda item: rank[Path(str(item.path))])  # stable: file order kept within
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
