@@ -47,11 +47,10 @@ class Query:
         self._scalars: dict[str, Any] | None = None
         self._memo: dict[str, Any] = {}
 
-    batches_samples = False  # True: ``prefetch_samples`` answers many ``samples`` calls at once
-
     def prefetch_samples(self, requests: list[tuple[str, dict | None]]) -> None:
         """Compute the ``samples`` of several (pairs_sql, params) at once, for the later
-        ``samples`` calls with the same arguments (engines whose queries cost the most)."""
+        ``samples`` calls with the same arguments. Nothing here: on DuckDB each query is cheap;
+        engines whose queries cost the most (Spark) override it."""
 
     def memo(self, key: str, compute: Callable[[], Any]) -> Any:
         """``compute()``, once per census (a figure two steps of a section need)."""
@@ -647,8 +646,7 @@ def exact_census(con: duckdb.DuckDBPyConnection, granularity: str | None = None)
 
 def exact_census_with(q: Query) -> dict:
     """Every section's exact figures through ``q`` (DuckDB here, Spark in ``spark_census``)."""
-    if q.batches_samples:
-        q.prefetch_samples([r for section in SECTIONS for r in section.sample_queries(q)])
+    q.prefetch_samples([r for section in SECTIONS for r in section.sample_queries(q)])
     c: dict = {}
     for section in SECTIONS:
         c.update(section.exact(q, c))

@@ -70,8 +70,6 @@ class SparkQuery(Query):
         text = spark_sql(_inline(sql, params))
         return [tuple(_plain(v) for v in row) for row in self.spark.sql(text).collect()]
 
-    batches_samples = True
-
     def samples(self, pairs_sql: str, params: dict | None = None) -> dict:
         """As ``Query.samples``; the per-key lists are ordered here (Spark's collect_list
         keeps no order). Answered from ``prefetch_samples`` when it computed them."""

@@ -29,7 +29,7 @@ def plugin_server(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tmp_path / "plugin"), os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     env.pop("MLFLOW_TRACKING_URI", None)
-    server = MlflowServer(tmp_path / "server", extra_args=("--app-name", "insights"), workers=1,
+    server = MlflowServer(tmp_path / "server", extra_args=("--app-name", "insights"),
                           env=env)
     try:
         server.start()  # a copy of the migrated template as backend store; stopped on failure
