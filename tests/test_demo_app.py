@@ -15,6 +15,7 @@ from agent.demo_app import (
 )
 from agent.demo_app.corpus import EXPORT_TUNING
 from helpers.fixtures import copy_template
+from helpers.insights_helpers import all_traces
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 N = 120
@@ -34,16 +35,8 @@ def test_ground_truth_holds_in_stored_traces(tracking_uri: str) -> None:
 def _build_and_read_back(tracking_uri: str) -> tuple[DemoCorpus, dict[str, Trace]]:
     """A small corpus in a fresh SQLite store, and its traces read back from the store."""
     corpus = build_demo_corpus(tracking_uri, n_traces=N, seed=7, start=START)
-    client = MlflowClient(tracking_uri)
-    traces: dict[str, Trace] = {}
-    token = None
-    while True:
-        page = client.search_traces(locations=[corpus.experiment_id], max_results=100,
-                                    page_token=token)
-        traces.update({t.info.trace_id: t for t in page})
-        token = page.token
-        if not token:
-            return corpus, traces
+    traces = all_traces(MlflowClient(tracking_uri), corpus.experiment_id, include_spans=True)
+    return corpus, {t.info.trace_id: t for t in traces}
 
 
 def _spans(trace: Trace, span_type: str) -> list:

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 from scipy.stats import fisher_exact
 
+from helpers.insights_helpers import all_traces
 from examples.apps.truth import FAMILIES, GroundTruth, analyse, manifests, score
 
 from .conftest import SEEDS
@@ -80,14 +81,7 @@ def _check_confounder(truth: GroundTruth, infos: dict) -> None:
 
 
 def _trace_infos(client: MlflowClient, experiment_id: str) -> dict:
-    infos, token = {}, None
-    while True:
-        page = client.search_traces(locations=[experiment_id], max_results=1000,
-                                    include_spans=False, page_token=token)
-        infos.update((t.info.trace_id, t.info) for t in page)
-        token = page.token
-        if not token:
-            return infos
+    return {t.info.trace_id: t.info for t in all_traces(client, experiment_id)}
 
 
 def _check_offline_run(store, tmp_path) -> None:

@@ -5,7 +5,6 @@ Nothing here replaces MLflow behaviour; it only creates real data and reads real
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +12,7 @@ from typing import Any, Callable
 import mlflow
 import yaml
 from mlflow import MlflowClient
-from mlflow.entities import ViewType
+from mlflow.entities import Trace, ViewType
 
 from insights import runs as insights_runs
 
@@ -74,17 +73,24 @@ def parent_runs(client: MlflowClient, experiment_id: str):
     return insights_runs.find_parents(client, experiment_id)
 
 
-def _all_linked(client: MlflowClient, experiment_id: str, run_id: str) -> list[str]:
-    """Trace ids linked to a run, all pages (a server caps search_traces pages at 500)."""
-    ids: list[str] = []
+def all_traces(client: MlflowClient, experiment_id: str, *, run_id: str | None = None,
+               include_spans: bool = False) -> list[Trace]:
+    """Every trace of the experiment (or linked to ``run_id``), all pages (a server caps
+    search_traces pages at 500)."""
+    traces: list[Trace] = []
     token = None
     while True:
         page = client.search_traces(locations=[experiment_id], run_id=run_id, max_results=500,
-                                    include_spans=False, page_token=token)
-        ids.extend(t.info.trace_id for t in page)
+                                    include_spans=include_spans, page_token=token)
+        traces.extend(page)
         token = page.token
         if not token:
-            return ids
+            return traces
+
+
+def _all_linked(client: MlflowClient, experiment_id: str, run_id: str) -> list[str]:
+    """Trace ids linked to a run."""
+    return [t.info.trace_id for t in all_traces(client, experiment_id, run_id=run_id)]
 
 
 def linked_trace_ids(client: MlflowClient, experiment_id: str, run_id: str) -> set[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from langgraph.checkpoint.memory import InMemorySaver
 from typer.testing import CliRunner
 
+from helpers.insights_helpers import all_traces
 from tests.workflow.conftest import Store, offline_context, run_issues
 from workflows.analyze_experiment import build_graph
 
@@ -55,15 +56,9 @@ def assessment_counts(store: Store, run_id: str) -> Counter:
     from agent.assessments import assessment_name
 
     tracking = MlflowClient(store.uri)
-    assessments: dict[str, list] = {}   # every trace's, in one listing (not a read per trace)
-    token = None
-    while True:
-        page = tracking.search_traces(locations=[store.experiment_id], include_spans=False,
-                                      max_results=500, page_token=token)
-        assessments.update({t.info.trace_id: t.info.assessments for t in page})
-        token = page.token
-        if not token:
-            break
+    # every trace's, in one listing (not a read per trace)
+    assessments = {t.info.trace_id: t.info.assessments
+                   for t in all_traces(tracking, store.experiment_id)}
     counts: Counter = Counter()
     for issue in run_issues(store.client(), store.experiment_id, run_id):
         name = assessment_name(issue.title)
