@@ -233,10 +233,10 @@ def read_text(client, run_id: str, path: str) -> str | None:
         try:
             with store_errors("reading artifact"):
                 if repo is None:
-                    local = client.download_artifacts(run_id, path, tmp)
+                    local = _whole(client.download_artifacts, run_id, path, tmp)
                 else:        # one request: a path named as a file is fetched as one
                     local = os.path.join(tmp, os.path.basename(path) or "artifact")
-                    download_artifact_file(repo, path, local)
+                    _whole(download_artifact_file, repo, path, local)
         except (NotFoundError, TrackingServerError) as exc:
             if _missing(exc):
                 return None
@@ -245,6 +245,26 @@ def read_text(client, run_id: str, path: str) -> str | None:
             return Path(local).read_text()
         except (FileNotFoundError, IsADirectoryError):
             return None
+
+
+# A server streaming a file that a writer truncates meanwhile (MLflow's artifact store rewrites
+# files in place) sends fewer bytes than it announced: that read was cut short, the server is
+# not unreachable. Such a download is tried again a few times before the error stands.
+CUT_SHORT_TRIES = 8
+
+
+def _whole(download, *args: Any) -> Any:
+    """``download(*args)``, again when the body came cut short (see ``CUT_SHORT_TRIES``)."""
+    for attempt in range(CUT_SHORT_TRIES):
+        try:
+            return download(*args)
+        except Exception as exc:
+            text = str(exc).lower()
+            cut_short = "incompleteread" in text or "connection broken" in text
+            if not cut_short or attempt + 1 == CUT_SHORT_TRIES:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    return None  # not reached
 
 
 def _missing(exc: Exception) -> bool:
@@ -359,7 +379,7 @@ def _read_remote_yaml_dir(client, run_id: str, folder: str, prefix: str,
                 local = os.path.join(tmp, os.path.basename(path))
                 # the public download_artifacts() first asks whether the path is a folder,
                 # one more request per file; the listing already said it is a file
-                download_artifact_file(repo, path, local)
+                _whole(download_artifact_file, repo, path, local)
                 return _entry(path, run_id, partial(_load, Path(local)))
 
             return list(pool.map(fetch, paths))
@@ -382,9 +402,9 @@ def download_dir(client, run_id: str, folder: str, dst: str) -> str | None:
     try:
         with store_errors("reading artifacts"):
             if repo is None:
-                local = client.download_artifacts(run_id, folder, dst)
+                local = _whole(client.download_artifacts, run_id, folder, dst)
             else:
-                local = repo.download_artifacts(folder, dst)
+                local = _whole(repo.download_artifacts, folder, dst)
     except (NotFoundError, TrackingServerError) as exc:
         if _missing(exc):
             return None

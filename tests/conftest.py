@@ -16,6 +16,10 @@ from pathlib import Path
 # flush of it waits out its consumer thread's one-second poll: ~1-2 s per test that writes traces.
 # Set before MLflow builds an exporter; the CLIs and servers the tests start inherit it.
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+# Storing a span with a model provider and token usage makes MLflow fetch that provider's price
+# list from GitHub once per process; without internet that waited out ~7 s of retries in every
+# worker, CLI and server that stored such spans. Prices come from MLflow's bundled catalog.
+os.environ.setdefault("MLFLOW_MODEL_CATALOG_URI", "")
 
 from helpers.spark_conf import pyspark_submit_args  # noqa: E402
 
@@ -220,23 +224,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _longest_files_first(items)
 
 
-# Folders whose files run whole analyses on demo corpora: long files, after the Spark ones.
-ANALYSIS_DIRS = ("workflow", "generalisation")
+# Folders of files that generate the big example-app stores (minutes on a cold fixture cache),
+# and folders whose files run whole analyses on demo corpora.
+STORE_BUILDING_DIRS = ("generalisation",)
+ANALYSIS_DIRS = ("workflow", "analyst")
 
 
 def _longest_files_first(items: list[pytest.Item]) -> None:
     """Order files by how long they usually take, longest first, keeping each file's tests
-    together and in their order. Why: workers take files in this order (``--dist loadfile``),
-    so a long file collected last (a Spark one, at 1-2 minutes) ran alone at the end while the
-    other workers idled. Rank: files with Spark tests, then analysis folders, then files with
-    server tests, then the rest."""
+    together and in their order. Why: workers take files in this order (``--dist loadfile``
+    with ``--no-loadscope-reorder``; xdist would otherwise put files with the most tests
+    first), so a long file taken last ran alone at the end while the other workers idled.
+    Rank: files generating the example-app stores (one app per file, so two workers build
+    them at once), files with Spark tests, analysis folders, files with server tests, the
+    rest."""
     root = Path(__file__).parent
     rank: dict[Path, int] = {}
     for item in items:
         path = Path(str(item.path))
-        in_analysis = any(root / name in path.parents for name in ANALYSIS_DIRS)
-        mine = (0 if item.get_closest_marker("spark") else 1 if in_analysis
-                else 2 if item.get_closest_marker("server") else 3)
+        mine = (0 if any(root / name in path.parents for name in STORE_BUILDING_DIRS)
+                else 1 if item.get_closest_marker("spark")
+                else 2 if any(root / name in path.parents for name in ANALYSIS_DIRS)
+                else 3 if item.get_closest_marker("server") else 4)
         rank[path] = min(rank.get(path, mine), mine)
     items.sort(key=lambda item: rank[Path(str(item.path))])  # stable: file order kept within
 

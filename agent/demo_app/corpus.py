@@ -24,15 +24,24 @@ from .turn import Turn
 from .workload import Workload, arrival_offsets
 
 CORPUS_HOURS = 48
-FLUSH_EVERY = 100  # the async export queues drop work when full; drain them regularly
+# The export queues drop work when full (OpenTelemetry's span queue holds one batch, MLflow's
+# task queue a set number of tasks): drain them every FLUSH_EVERY traces. Each flush costs up to
+# a second of idle waiting (MLflow's queue consumer notices it only when its poll times out), so
+# the queues are sized to let flushes be rare: 500 traces of up to 40 spans fit one batch.
+FLUSH_EVERY = 500
 
 # Export tuning applied only while the corpus is written: big span batches and a single
 # writer thread are ~3x faster on SQLite than the defaults (5-span batches, 10 writers), and
 # twice as fast as synchronous export (which a caller may have chosen for its own traces).
+# Token costs come from MLflow's bundled model catalog, never fetched: a simulated corpus has
+# no use for today's prices, and on a machine without internet each model provider's fetch
+# waited out ~7 s of retries inside the writer.
 EXPORT_TUNING = {
     "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "true",
-    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE": "500",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_SPAN_BATCH_SIZE": "20000",
+    "MLFLOW_ASYNC_TRACE_LOGGING_MAX_QUEUE_SIZE": "100000",
     "MLFLOW_ASYNC_TRACE_LOGGING_MAX_WORKERS": "1",
+    "MLFLOW_MODEL_CATALOG_URI": "",
 }
 
 

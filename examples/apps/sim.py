@@ -19,11 +19,10 @@ from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource, Feedback
 
 from agent.demo_app.clock import NS_PER_S, SimClock
-from agent.demo_app.corpus import tracing_to  # noqa: F401 - the demo's fast export settings
+from agent.demo_app.corpus import FLUSH_EVERY, tracing_to  # noqa: F401 - the demo's fast export
 from agent.demo_app.spans import record_exception, sim_span  # noqa: F401 - re-exported
 
 HOURS = 72  # three simulated days
-FLUSH_EVERY = 100
 
 WORDS = ["quartz", "kestrel", "juniper", "obsidian", "marlin", "saffron", "tundra", "heron",
          "cobalt", "lichen", "vesper", "basalt", "ember", "fennel", "glacier", "hazel", "indigo",
@@ -219,8 +218,11 @@ def serve(runs: list[Run], handle, seed_text: str) -> None:
     with seeded_trace_ids(seed_text):
         for i, run in enumerate(runs):
             handle(run)
-            if (i + 1) % FLUSH_EVERY == 0 or i + 1 == len(runs):
-                mlflow.flush_trace_async_logging(terminate=False)
+            last = i + 1 == len(runs)
+            if (i + 1) % FLUSH_EVERY == 0 or last:
+                # the last flush stops the export threads, as the demo's does (an idle consumer
+                # makes each later flush wait out its one-second poll)
+                mlflow.flush_trace_async_logging(terminate=last)
 
 
 def feedback(run: Run, name: str, value: Any, source_type: str, source_id: str,
