@@ -98,6 +98,20 @@ def tracing_store(client: Any) -> Any:
             "update insights/compat.py tracing_store()") from exc
 
 
+def tracking_uri_set() -> str | None:
+    """The URI given to ``mlflow.set_tracking_uri`` (``None`` when none is, and MLflow falls
+    back on ``$MLFLOW_TRACKING_URI`` or its default). Why: code that points MLflow at a store
+    for a while must restore this, not ``mlflow.get_tracking_uri()``; setting the resolved value
+    back would pin it, and a later change of ``$MLFLOW_TRACKING_URI`` would be ignored."""
+    from mlflow.tracking._tracking_service import utils
+
+    if not hasattr(utils, "_tracking_uri"):
+        raise MlflowCompatError(
+            "mlflow.tracking._tracking_service.utils._tracking_uri no longer exists in this "
+            "MLflow version: update insights/compat.py tracking_uri_set()")
+    return utils._tracking_uri
+
+
 def download_artifact_file(repo: Any, remote_path: str, local_path: str) -> None:
     """Download one artifact file known to be a file (no extra 'is it a folder?' request)."""
     download = getattr(repo, "_download_file", None)

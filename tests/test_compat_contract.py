@@ -28,6 +28,22 @@ def test_tracing_store_has_query_trace_metrics(tracking_uri):
         "insights/analytics/server_census.py Metrics and insights/compat.py tracing_store()")
 
 
+def test_tracking_uri_set_is_what_set_tracking_uri_set(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    mlflow.set_tracking_uri(None)
+    assert compat.tracking_uri_set() is None, (
+        "mlflow.set_tracking_uri(None) no longer clears the value insights/compat.py "
+        "tracking_uri_set() reads")
+    uri = f"sqlite:///{tmp_path / 'set.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        assert compat.tracking_uri_set() == uri == mlflow.get_tracking_uri(), (
+            "the URI given to mlflow.set_tracking_uri is no longer where insights/compat.py "
+            "tracking_uri_set() reads it")
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 def test_artifact_repository_download_file(tmp_path: Path):
     src = tmp_path / "artifacts" / "insights"
     src.mkdir(parents=True)

@@ -16,6 +16,7 @@ from agent.demo_app import (
 from agent.demo_app.corpus import EXPORT_TUNING
 from helpers.fixtures import copy_template
 from helpers.insights_helpers import all_traces
+from insights import compat
 
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 N = 120
@@ -150,6 +151,16 @@ def test_caller_state_is_restored_and_seed_fixes_the_corpus(tracking_uri: str, t
     second = build_demo_corpus(other, n_traces=15, seed=3, experiment_name="b", start=START)
     assert second.experiment_id != first.experiment_id
     assert list(first.traits.values()) == list(second.traits.values())
+
+
+def test_a_caller_pointed_by_the_environment_stays_pointed_there(tmp_path, monkeypatch) -> None:
+    mine = f"sqlite:///{tmp_path / 'mine.db'}"
+    mlflow.set_tracking_uri(None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mine)
+    build_demo_corpus(copy_template(tmp_path / "other.db"), n_traces=5, seed=3, start=START)
+    assert compat.tracking_uri_set() is None       # nothing pinned ...
+    assert os.environ.get("MLFLOW_TRACKING_URI") == mine  # ... and the variable kept
+    assert mlflow.get_tracking_uri() == mine
 
 
 def test_same_seed_gives_the_same_trace_ids_and_leaves_global_random_alone(tmp_path) -> None:

@@ -18,13 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from helpers.fixtures import copy_template
-from helpers.insights_helpers import make_traces
+from helpers.insights_helpers import make_traces, tracking_to
 from insights import InsightsClient
 from insights.cli import app
 
@@ -66,8 +65,7 @@ def world(tmp_path_factory) -> Iterator[World]:
     mlflow_client = MlflowClient(uri)
     exp = mlflow_client.create_experiment(f"fast-cli-{time.time_ns()}",
                                           artifact_location=(root / "artifacts").as_uri())
-    previous = mlflow.get_tracking_uri()
-    try:
+    with tracking_to(uri):
         traces = make_traces(uri, exp, 4)
         other_exp = mlflow_client.create_experiment(f"other-{time.time_ns()}")
         [other_trace] = make_traces(uri, other_exp, 1)
@@ -79,8 +77,6 @@ def world(tmp_path_factory) -> Iterator[World]:
         bare = client.create_analysis(exp, run_name="bare")
         deleted_run = client.create_analysis(exp, run_name="to delete")
         client.close()
-    finally:
-        mlflow.set_tracking_uri(previous)
     mlflow_client.delete_run(deleted_run)
     plain = mlflow_client.create_run(exp).info.run_id
     deleted_exp = mlflow_client.create_experiment(f"gone-{time.time_ns()}")

@@ -12,7 +12,8 @@ from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from insights import compat
 
 from .app import Outcome, TravelAssistant
 from .clock import NS_PER_S, SimClock
@@ -223,19 +224,27 @@ def tracing_to(tracking_uri: str) -> Iterator[None]:
     """Point tracing at `tracking_uri` with fast export settings; restore everything after.
 
     `mlflow.set_tracking_uri` resets the tracer provider, so the export tuning takes effect
-    for the corpus and the caller's own settings come back with the restored URI.
+    for the corpus and the caller's own settings come back with the restored URI. It also
+    writes `$MLFLOW_TRACKING_URI` (and clears it when given None), so that variable is put
+    back last, as the caller had it.
     """
-    previous_uri = tracking_utils._tracking_uri
-    previous_env = {key: os.environ.get(key) for key in EXPORT_TUNING}
+    previous_uri = compat.tracking_uri_set()
+    saved = [*EXPORT_TUNING, "MLFLOW_TRACKING_URI"]
+    previous_env = {key: os.environ.get(key) for key in saved}
     os.environ.update(EXPORT_TUNING)
     mlflow.set_tracking_uri(tracking_uri)
     try:
         yield
     finally:
         mlflow.flush_trace_async_logging(terminate=False)
-        for key, value in previous_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _restore_env({k: previous_env[k] for k in EXPORT_TUNING})
         mlflow.set_tracking_uri(previous_uri)
+        _restore_env({"MLFLOW_TRACKING_URI": previous_env["MLFLOW_TRACKING_URI"]})
+
+
+def _restore_env(values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -5,7 +5,10 @@ Nothing here replaces MLflow behaviour; it only creates real data and reads real
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,19 +17,38 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Trace, ViewType
 
+from insights import compat
 from insights import runs as insights_runs
+
+
+@contextlib.contextmanager
+def tracking_to(uri: str) -> Iterator[None]:
+    """MLflow's fluent API points at ``uri`` inside the block; the setting before it comes
+    back after: none, when there was none, and ``$MLFLOW_TRACKING_URI`` as it was (MLflow's
+    ``set_tracking_uri`` writes that variable too). Restoring ``mlflow.get_tracking_uri()``
+    instead pinned a URI that later tests' environment could no longer change."""
+    previous, env = compat.tracking_uri_set(), os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def make_traces(tracking_uri: str, experiment_id: str, n: int, prefix: str = "t") -> list[str]:
     """Create ``n`` real traces in the experiment and wait until the store has them."""
-    mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
     ids = []
-    for i in range(n):
-        span = client.start_trace(f"{prefix}{i}", inputs={"i": i}, experiment_id=experiment_id)
-        client.end_trace(span.trace_id, outputs={"o": i})
-        ids.append(span.trace_id)
-    mlflow.flush_trace_async_logging()
+    with tracking_to(tracking_uri):
+        for i in range(n):
+            span = client.start_trace(f"{prefix}{i}", inputs={"i": i}, experiment_id=experiment_id)
+            client.end_trace(span.trace_id, outputs={"o": i})
+            ids.append(span.trace_id)
+        mlflow.flush_trace_async_logging()
     return ids
 
 

@@ -15,6 +15,7 @@ from mlflow.tracing.constant import SpanAttributeKey
 from agent import span_facts
 from agent.toolkit import TraceToolkit
 from helpers.fixtures import copy_template
+from helpers.insights_helpers import tracking_to
 from insights import InsightsClient
 
 N = 20
@@ -108,9 +109,7 @@ def _trace(i: int, experiment_id: str) -> str:
 def build_facts_store(root: Path) -> Facts:
     root.mkdir(parents=True, exist_ok=True)
     uri = copy_template(root / "mlflow.db")
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_to(uri):
         eid = mlflow.MlflowClient(uri).create_experiment(
             "span-facts", artifact_location=(root / "artifacts").as_uri())
         facts = Facts(uri, eid)
@@ -119,8 +118,6 @@ def build_facts_store(root: Path) -> Facts:
         for i in order:
             facts.ids[i] = _trace(i, eid)
         mlflow.flush_trace_async_logging(terminate=False)
-    finally:
-        mlflow.set_tracking_uri(previous)
     return facts
 
 
