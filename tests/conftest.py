@@ -250,6 +250,22 @@ def _longest_files_first(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank[Path(str(item.path))])  # stable: file order kept within
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadfile``, except that the files with "spark" in their name are one unit of
+    work. Why: each worker that runs Spark tests starts a JVM and warms Spark's planner up
+    (~10 s of CPU on 2 cores); on one worker the files share one local Spark."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "spark files" if "spark" in Path(path).name else path
+
+    return SparkFilesTogether(config, log)
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker more than there are CPUs (``--maxprocesses`` still caps it).
     Why: workers spend part of their time waiting (on a server's answer, a subprocess, a fixture
