@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import uuid
 from pathlib import Path
@@ -11,6 +9,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.entities import AssessmentSource, SpanType
+
+from helpers.insights_helpers import tracking_to as tracking  # noqa: F401 - the tests import it from here
 
 
 @pytest.fixture(autouse=True)
@@ -81,21 +81,6 @@ def new_sqlite_store(template: Path, folder: Path) -> tuple[str, str]:
     exp = mlflow.MlflowClient(uri).create_experiment(
         f"exp-{uuid.uuid4().hex[:8]}", artifact_location=(folder / "artifacts").as_uri())
     return uri, exp
-
-
-@contextlib.contextmanager
-def tracking(uri: str):
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(None)
-        if old is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = old
 
 
 @pytest.fixture()
