@@ -255,16 +255,15 @@ CUT_SHORT_TRIES = 8
 
 def _whole(download, *args: Any) -> Any:
     """``download(*args)``, again when the body came cut short (see ``CUT_SHORT_TRIES``)."""
-    for attempt in range(CUT_SHORT_TRIES):
+    for attempt in range(CUT_SHORT_TRIES - 1):
         try:
             return download(*args)
         except Exception as exc:
             text = str(exc).lower()
-            cut_short = "incompleteread" in text or "connection broken" in text
-            if not cut_short or attempt + 1 == CUT_SHORT_TRIES:
+            if "incompleteread" not in text and "connection broken" not in text:
                 raise
             time.sleep(0.02 * (attempt + 1))
-    return None  # not reached
+    return download(*args)  # the last try: its error stands
 
 
 def _missing(exc: Exception) -> bool:

@@ -236,18 +236,23 @@ def _longest_files_first(items: list[pytest.Item]) -> None:
     with ``--no-loadscope-reorder``; xdist would otherwise put files with the most tests
     first), so a long file taken last ran alone at the end while the other workers idled.
     Rank: files generating the example-app stores (one app per file, so two workers build
-    them at once), files with Spark tests, analysis folders, files with server tests, the
+    them at once), the Spark files, analysis folders, files with server tests, the
     rest."""
     root = Path(__file__).parent
     rank: dict[Path, int] = {}
     for item in items:
         path = Path(str(item.path))
         mine = (0 if any(root / name in path.parents for name in STORE_BUILDING_DIRS)
-                else 1 if item.get_closest_marker("spark")
+                else 1 if _spark_file(path)
                 else 2 if any(root / name in path.parents for name in ANALYSIS_DIRS)
                 else 3 if item.get_closest_marker("server") else 4)
         rank[path] = min(rank.get(path, mine), mine)
     items.sort(key=lambda item: rank[Path(str(item.path))])  # stable: file order kept within
+
+
+def _spark_file(path: str | Path) -> bool:
+    """The Spark test files, by name: the scheduler sees node ids only, not markers."""
+    return "spark" in Path(path).name
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
@@ -261,7 +266,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     class SparkFilesTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "spark files" if "spark" in Path(path).name else path
+            return "spark files" if _spark_file(path) else path
 
     return SparkFilesTogether(config, log)
 
