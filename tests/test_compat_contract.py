@@ -6,6 +6,7 @@ message names what changed and where to update.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -240,3 +241,70 @@ def test_sqlite_trace_links_are_the_rows_mlflow_writes_and_mlflow_reads_them(tra
         assert compat.sqlite_traces_in_experiment(conn, exp, [*ids, "tr-missing"]) == set(ids)
         assert compat.sqlite_run(conn, ours, "no.such.tag") == ("active", mlflow.MlflowClient(
             tracking_uri).get_run(ours).info.artifact_uri, None, exp)
+
+
+# columns that differ between two writes of the same traces whatever the order: assessment ids
+# are random, update stamps are wall-clock, and the payload generation counts MLflow's writes
+_WRITE_ORDER_FREE = {"assessment_id", "last_updated_timestamp", "db_payload_generation"}
+
+
+def _stored_rows(path: Path) -> dict[str, list[tuple]]:
+    """Every trace table's rows, sorted, without the columns that differ between writes and
+    with the store's folder left out of artifact locations."""
+    tables = ("trace_info", "spans", "trace_tags", "trace_request_metadata", "assessments")
+    rows: dict[str, list[tuple]] = {}
+    with sqlite3.connect(path) as conn:
+        for table in tables:
+            cursor = conn.execute(f"SELECT * FROM {table}")
+            keep = [i for i, d in enumerate(cursor.description) if d[0] not in _WRITE_ORDER_FREE]
+            rows[table] = sorted(
+                tuple(str(row[i]).replace(str(path.parent), "<store>") for i in keep)
+                for row in cursor)
+    return rows
+
+
+def test_trace_info_written_first_stores_the_rows_mlflows_own_order_stores(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The demo corpus written with MLflow's order (spans, then trace info) and with trace info
+    first holds the same rows, and no trace data goes to artifacts."""
+    from datetime import datetime, timezone
+
+    from agent.demo_app import build_demo_corpus
+
+    start = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    with_info_first = tmp_path / "first" / "mlflow.db"
+    with_info_first.parent.mkdir()
+    build_demo_corpus(f"sqlite:///{with_info_first}", n_traces=40, seed=4, start=start)
+    monkeypatch.setattr(compat, "trace_info_written_first", contextlib.nullcontext)
+    mlflows_order = tmp_path / "mlflow" / "mlflow.db"
+    mlflows_order.parent.mkdir()
+    build_demo_corpus(f"sqlite:///{mlflows_order}", n_traces=40, seed=4, start=start)
+
+    first, baseline = _stored_rows(with_info_first), _stored_rows(mlflows_order)
+    assert len(first["trace_info"]) == 40 and len(first["spans"]) > 40
+    for table, rows in baseline.items():
+        assert first[table] == rows, (
+            f"{table} differs when trace info is stored before spans: MLflow's write paths "
+            "changed, update or drop insights/compat.py trace_info_written_first()")
+    assert not list(with_info_first.parent.rglob("traces/*/artifacts/*")), (
+        "trace data was uploaded to artifacts: insights/compat.py trace_info_written_first() "
+        "must keep spans in the SQL store only")
+
+
+def test_trace_info_written_first_swaps_mlflows_exporter_only_inside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from mlflow.tracing.export import mlflow_v3
+
+    monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
+
+    original = mlflow_v3.MlflowV3SpanExporter
+    with compat.trace_info_written_first():
+        swapped = mlflow_v3.MlflowV3SpanExporter
+        assert swapped is not original and issubclass(swapped, original)
+        assert swapped(f"sqlite:///{tmp_path / 'x.db'}")._info_first is True
+        # a tracking server keeps MLflow's order: its store may not take spans
+        assert swapped("http://127.0.0.1:9")._info_first is False
+        # and so does synchronous export: there is no queue to order
+        monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
+        assert swapped(f"sqlite:///{tmp_path / 'x.db'}")._info_first is False
+    assert mlflow_v3.MlflowV3SpanExporter is original
