@@ -194,8 +194,8 @@ def test_cli_execute_sql_over_connect_matches_duckdb(sqlite_corpus, remote):
 
 
 def test_slow_query_over_connect_is_interrupted_at_the_time_limit(sqlite_session, remote):
-    slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
-            "WHERE i % 7 = 3")
+    slow = ("SELECT count(*) AS n FROM traces a, traces b, traces c "
+            "LATERAL VIEW explode(sequence(1, 1000000)) x AS i WHERE i % 7 = 3")
     started = time.monotonic()
     with (spark_conf.default_codegen(spark_engine.spark_session(remote)),
           pytest.raises(InvalidInputError, match="exceeded the 1 s time limit")):

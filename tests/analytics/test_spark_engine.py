@@ -187,8 +187,9 @@ def test_bad_queries_are_refused_in_one_line(sql, message, sqlite_session, spark
 
 
 def test_slow_query_is_interrupted_at_the_time_limit(sqlite_session, spark):
-    slow = ("SELECT count(*) AS n FROM traces LATERAL VIEW explode(sequence(1, 200000000)) x AS i "
-            "WHERE i % 7 = 3")
+    # 8,000 joined rows each exploding a million: minutes of work, stopped between input rows
+    slow = ("SELECT count(*) AS n FROM traces a, traces b, traces c "
+            "LATERAL VIEW explode(sequence(1, 1000000)) x AS i WHERE i % 7 = 3")
     with (spark_conf.default_codegen(spark),
           pytest.raises(InvalidInputError, match="exceeded the 1 s time limit")):
         spark_engine.execute_sql_spark(slow, session=sqlite_session, timeout=1)
