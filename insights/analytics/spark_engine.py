@@ -287,32 +287,28 @@ def execute_sql_spark(sql: str, *, session: AnalyticsSession | None = None,
 
 def _collect(spark: SparkSession, sql: str, max_rows: int | None,
              seconds: float) -> tuple[list, list[str]]:
-    """Run ``sql`` with a timer that interrupts it; at most ``max_rows + 1`` rows collected."""
-    fired = threading.Event()
+    """Run ``sql`` under a time limit (``deadline.interrupt_after``: a job that starts after
+    the time is up is interrupted too); at most ``max_rows + 1`` rows collected."""
+    from insights.analytics.deadline import interrupt_after
 
     def interrupt() -> None:
-        fired.set()
         try:
             spark.interruptAll()
         except Exception:  # noqa: BLE001 - older classic sessions: cancel the jobs instead
             spark.sparkContext.cancelAllJobs()
 
-    timer = threading.Timer(seconds, interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
-        df = spark.sql(sql)
-        limited = df if max_rows is None else df.limit(max_rows + 1)
-        return limited.collect(), list(df.columns)
-    except Exception as exc:  # noqa: BLE001 - py4j errors are not PySparkExceptions
-        if fired.is_set():
-            raise InvalidInputError(f"query exceeded the {seconds:g} s time limit (raise with "
-                                    "--timeout or $INSIGHTS_SQL_TIMEOUT)") from None
-        if isinstance(exc, InvalidInputError):
-            raise
-        raise InvalidInputError(f"Spark SQL error: {_one_line(str(exc))}") from None
-    finally:
-        timer.cancel()
+    with interrupt_after(seconds, interrupt) as fired:
+        try:
+            df = spark.sql(sql)
+            limited = df if max_rows is None else df.limit(max_rows + 1)
+            return limited.collect(), list(df.columns)
+        except Exception as exc:  # noqa: BLE001 - py4j errors are not PySparkExceptions
+            if fired.is_set():
+                raise InvalidInputError(f"query exceeded the {seconds:g} s time limit (raise "
+                                        "with --timeout or $INSIGHTS_SQL_TIMEOUT)") from None
+            if isinstance(exc, InvalidInputError):
+                raise
+            raise InvalidInputError(f"Spark SQL error: {_one_line(str(exc))}") from None
 
 
 def spark_json_paths(sql: str) -> str:

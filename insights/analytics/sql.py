@@ -19,7 +19,6 @@ import datetime as dt
 import decimal
 import os
 import re
-import threading
 import uuid
 from dataclasses import dataclass, field
 
@@ -27,6 +26,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from insights.analytics.deadline import interrupt_after
 from insights.analytics.session import AnalyticsSession, memory_setting
 from insights.analytics.schema import SPAN_PAYLOAD_FIELDS
 from insights.errors import InvalidInputError
@@ -411,13 +411,11 @@ def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
         raise InvalidInputError(f"max_rows must be a positive integer, got {max_rows!r}")
     normal_memory = session_memory or os.environ.get("INSIGHTS_DUCKDB_MEMORY", "2GB")
     con.execute(f"SET memory_limit = '{max_memory}'")
-    timer = threading.Timer(timeout, con.interrupt)
-    timer.daemon = True
-    timer.start()
     try:
-        cur = con.execute(duck_sql, params) if params else con.execute(duck_sql)
-        columns = [d[0] for d in cur.description]
-        rows, truncated = (cur.fetchall(), False) if raw else _fetch_bounded(cur, max_rows)
+        with interrupt_after(timeout, con.interrupt):
+            cur = con.execute(duck_sql, params) if params else con.execute(duck_sql)
+            columns = [d[0] for d in cur.description]
+            rows, truncated = (cur.fetchall(), False) if raw else _fetch_bounded(cur, max_rows)
     except duckdb.InterruptException as exc:
         raise InvalidInputError(
             f"query exceeded the {timeout:g} s time limit (raise with --timeout or "
@@ -429,7 +427,6 @@ def run(con: duckdb.DuckDBPyConnection, duck_sql: str, max_rows: int | None,
     except duckdb.Error as exc:
         raise InvalidInputError(f"SQL error: {_one_line(str(exc))}") from exc
     finally:
-        timer.cancel()
         con.execute(f"SET memory_limit = '{normal_memory}'")
     return SqlResult(columns, rows, truncated, duck_sql)
 

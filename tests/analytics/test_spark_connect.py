@@ -40,7 +40,7 @@ from insights.analytics import spark_engine  # noqa: E402
 from insights.analytics.spark_census import spark_census  # noqa: E402
 from insights.cli import app  # noqa: E402
 from conftest import assert_same_census  # noqa: E402
-from test_spark_engine import QUERIES, canonical  # noqa: E402
+from test_spark_engine import QUERIES, SLOW_QUERY, canonical  # noqa: E402
 from helpers import spark_conf  # noqa: E402
 
 pytestmark = pytest.mark.spark
@@ -194,12 +194,11 @@ def test_cli_execute_sql_over_connect_matches_duckdb(sqlite_corpus, remote):
 
 
 def test_slow_query_over_connect_is_interrupted_at_the_time_limit(sqlite_session, remote):
-    slow = ("SELECT count(*) AS n FROM traces a, traces b, traces c "
-            "LATERAL VIEW explode(sequence(1, 1000000)) x AS i WHERE i % 7 = 3")
     started = time.monotonic()
     with (spark_conf.default_codegen(spark_engine.spark_session(remote)),
           pytest.raises(InvalidInputError, match="exceeded the 1 s time limit")):
-        spark_engine.execute_sql_spark(slow, session=sqlite_session, remote=remote, timeout=1)
+        spark_engine.execute_sql_spark(SLOW_QUERY, session=sqlite_session, remote=remote,
+                                       timeout=1)
     assert time.monotonic() - started < 60  # interrupted, not run to its end
     # the connection and the server's session still answer afterwards
     assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",

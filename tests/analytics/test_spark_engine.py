@@ -27,6 +27,11 @@ from insights.cli import app  # noqa: E402
 
 pytestmark = pytest.mark.spark
 
+# 400 pairs of traces each exploding 10 million numbers: about a minute of work in all, yet
+# Spark, which notices an interrupt between the rows a task pulls in, stops it within a second.
+SLOW_QUERY = ("SELECT count(*) AS n FROM traces a, traces b "
+              "LATERAL VIEW explode(sequence(1, 10000000)) x AS i WHERE i % 7 = 3")
+
 # Spec-style queries; names in the ids say what each exercises.
 QUERIES = {
     "count_by_state": "SELECT state, count(*) AS n FROM traces GROUP BY state",
@@ -187,13 +192,20 @@ def test_bad_queries_are_refused_in_one_line(sql, message, sqlite_session, spark
 
 
 def test_slow_query_is_interrupted_at_the_time_limit(sqlite_session, spark):
-    # 8,000 joined rows each exploding a million: minutes of work, stopped between input rows
-    slow = ("SELECT count(*) AS n FROM traces a, traces b, traces c "
-            "LATERAL VIEW explode(sequence(1, 1000000)) x AS i WHERE i % 7 = 3")
     with (spark_conf.default_codegen(spark),
           pytest.raises(InvalidInputError, match="exceeded the 1 s time limit")):
-        spark_engine.execute_sql_spark(slow, session=sqlite_session, timeout=1)
+        spark_engine.execute_sql_spark(SLOW_QUERY, session=sqlite_session, timeout=1)
     # the session is still usable afterwards
+    assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",
+                                          session=sqlite_session).rows == [[20]]
+
+
+def test_a_query_still_planned_when_its_time_is_up_is_interrupted_too(sqlite_session, spark):
+    """The limit passes while Spark is still planning: the job starts after the first
+    interrupt, and must be stopped anyway instead of running to its end."""
+    with (spark_conf.default_codegen(spark),
+          pytest.raises(InvalidInputError, match="exceeded the 0.01 s time limit")):
+        spark_engine.execute_sql_spark(SLOW_QUERY, session=sqlite_session, timeout=0.01)
     assert spark_engine.execute_sql_spark("SELECT count(*) AS n FROM traces",
                                           session=sqlite_session).rows == [[20]]
 
