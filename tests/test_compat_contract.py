@@ -263,10 +263,11 @@ def _stored_rows(path: Path) -> dict[str, list[tuple]]:
     return rows
 
 
-def test_trace_info_written_first_stores_the_rows_mlflows_own_order_stores(
+def test_corpus_write_shortcuts_store_the_rows_mlflows_own_path_stores(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The demo corpus written with MLflow's order (spans, then trace info) and with trace info
-    first holds the same rows, and no trace data goes to artifacts."""
+    """The demo corpus written the way MLflow writes it (spans, then trace info; the experiment
+    read for every trace) and with trace info first and the experiment read once holds the
+    same rows, and no trace data goes to artifacts."""
     from datetime import datetime, timezone
 
     from agent.demo_app import build_demo_corpus
@@ -276,6 +277,7 @@ def test_trace_info_written_first_stores_the_rows_mlflows_own_order_stores(
     with_info_first.parent.mkdir()
     build_demo_corpus(f"sqlite:///{with_info_first}", n_traces=40, seed=4, start=start)
     monkeypatch.setattr(compat, "trace_info_written_first", contextlib.nullcontext)
+    monkeypatch.setattr(compat, "experiments_read_once", lambda _uri: contextlib.nullcontext())
     mlflows_order = tmp_path / "mlflow" / "mlflow.db"
     mlflows_order.parent.mkdir()
     build_demo_corpus(f"sqlite:///{mlflows_order}", n_traces=40, seed=4, start=start)
@@ -308,3 +310,21 @@ def test_trace_info_written_first_swaps_mlflows_exporter_only_inside(
         monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
         assert swapped(f"sqlite:///{tmp_path / 'x.db'}")._info_first is False
     assert mlflow_v3.MlflowV3SpanExporter is original
+
+
+def test_experiments_read_once_applies_to_the_store_mlflows_exporter_writes_through(
+        tracking_uri):
+    from mlflow.tracing.client import TracingClient
+
+    client = mlflow.MlflowClient(tracking_uri)
+    exp = client.create_experiment("read-once")
+    with compat.experiments_read_once(tracking_uri):
+        exporters_store = TracingClient(tracking_uri).store
+        assert exporters_store.get_experiment(exp).name == "read-once"
+        client.rename_experiment(exp, "renamed")
+        # answered from memory: the store the exporter uses is the memoized one
+        assert exporters_store.get_experiment(exp).name == "read-once", (
+            "MLflow's exporter no longer writes through the store MlflowClient caches per URI: "
+            "update insights/compat.py experiments_read_once()")
+    assert TracingClient(tracking_uri).store.get_experiment(exp).name == "renamed"
+    assert "get_experiment" not in vars(exporters_store)

@@ -223,8 +223,9 @@ def _start_ns(start: datetime | None) -> int:
 def tracing_to(tracking_uri: str) -> Iterator[None]:
     """Point tracing at `tracking_uri` with fast export settings; restore everything after.
 
-    On a SQL store each trace's info is stored before its spans (same rows, written faster:
-    see `compat.trace_info_written_first`).
+    On a SQL store each trace's info is stored before its spans and the experiment is read
+    once (same rows, written faster: see `compat.trace_info_written_first` and
+    `compat.experiments_read_once`).
 
     `mlflow.set_tracking_uri` resets the tracer provider, so the export tuning takes effect
     for the corpus and the caller's own settings come back with the restored URI. It also
@@ -235,7 +236,7 @@ def tracing_to(tracking_uri: str) -> Iterator[None]:
     saved = [*EXPORT_TUNING, "MLFLOW_TRACKING_URI"]
     previous_env = {key: os.environ.get(key) for key in saved}
     os.environ.update(EXPORT_TUNING)
-    with compat.trace_info_written_first():
+    with compat.trace_info_written_first(), compat.experiments_read_once(tracking_uri):
         mlflow.set_tracking_uri(tracking_uri)
         try:
             yield
