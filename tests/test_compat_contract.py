@@ -14,6 +14,7 @@ import mlflow
 import pytest
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from helpers.fixtures import copy_template
 from helpers.insights_helpers import make_traces
 from insights import compat
 
@@ -274,13 +275,11 @@ def test_corpus_write_shortcuts_store_the_rows_mlflows_own_path_stores(
 
     start = datetime(2026, 1, 5, tzinfo=timezone.utc)
     with_info_first = tmp_path / "first" / "mlflow.db"
-    with_info_first.parent.mkdir()
-    build_demo_corpus(f"sqlite:///{with_info_first}", n_traces=40, seed=4, start=start)
+    build_demo_corpus(copy_template(with_info_first), n_traces=40, seed=4, start=start)
     monkeypatch.setattr(compat, "trace_info_written_first", contextlib.nullcontext)
     monkeypatch.setattr(compat, "experiments_read_once", lambda _uri: contextlib.nullcontext())
     mlflows_order = tmp_path / "mlflow" / "mlflow.db"
-    mlflows_order.parent.mkdir()
-    build_demo_corpus(f"sqlite:///{mlflows_order}", n_traces=40, seed=4, start=start)
+    build_demo_corpus(copy_template(mlflows_order), n_traces=40, seed=4, start=start)
 
     first, baseline = _stored_rows(with_info_first), _stored_rows(mlflows_order)
     assert len(first["trace_info"]) == 40 and len(first["spans"]) > 40
