@@ -20,6 +20,7 @@ from mlflow.entities import MlflowExperimentLocation
 from rich.console import Console
 from typer.testing import CliRunner
 
+from helpers.fixtures import copy_template
 from insights import InsightsClient, render
 from insights.cli import app
 
@@ -77,7 +78,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """An experiment with hostile traces, an analysis with a census, a hypothesis and an issue,
     all named with markup-like text; built once, since the tests only read it."""
     root = tmp_path_factory.mktemp("hostile")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracking_uri = copy_template(root / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
         patch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
