@@ -299,6 +299,10 @@ def test_trace_info_written_first_swaps_mlflows_exporter_only_inside(
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "true")
 
     original = mlflow_v3.MlflowV3SpanExporter
+    missing = [name for name in compat._EXPORTER_PARTS if not hasattr(original, name)]
+    assert not missing, (
+        f"MlflowV3SpanExporter no longer has {missing}: corpora are written the slow way; "
+        "update insights/compat.py trace_info_written_first()")
     with compat.trace_info_written_first():
         swapped = mlflow_v3.MlflowV3SpanExporter
         assert swapped is not original and issubclass(swapped, original)
