@@ -32,10 +32,9 @@ The private dependencies:
   ``create-hypothesis`` on a local store so that it need not import MLflow (seconds) to write
   two small files into a folder.
 - MLflow's span exporter, ``mlflow.tracing.export.mlflow_v3.MlflowV3SpanExporter`` (where the
-  tracer provider looks it up when it is built) and its private parts
-  (``_collect_mlflow_spans_for_export``, ``_export_traces``, ``_log_spans``, ``_async_queue``,
-  ``_client``, ``_is_async_enabled``, ``_store_supports_log_spans``), subclassed and swapped in
-  by ``trace_info_written_first`` while a simulated corpus is written to a SQL store: MLflow
+  tracer provider looks it up when it is built) and its private parts (``_log_trace``,
+  ``_async_queue`` and its tasks' ``handler``, ``_client``, ``_is_async_enabled``), subclassed
+  and swapped in by ``trace_info_written_first`` while a simulated corpus is written to a SQL store: MLflow
   queues a batch's spans before its traces, so each trace's info lands on a row its spans
   already created and takes SQLAlchemy's merge-per-tag path, most of the cost of writing a
   corpus.
@@ -185,32 +184,35 @@ def experiments_read_once(tracking_uri: str) -> Iterator[None]:
         del store.get_experiment
 
 
-# what _info_first_exporter uses of MLflow's exporter
-_EXPORTER_PARTS = ("export", "_collect_mlflow_spans_for_export", "_export_traces",
-                   "_log_spans", "_should_log_async", "_should_log_spans_to_artifacts")
+# what _info_first_exporter uses of MLflow's exporter class (and, per instance, _async_queue
+# with put(task=...) and tasks' handler, _client, _is_async_enabled)
+_EXPORTER_PARTS = ("export", "_log_trace", "_should_log_async", "_should_log_spans_to_artifacts")
 _SQL_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
 
 
 def _info_first_exporter(base: type) -> type:
-    """A subclass of MLflow's exporter queueing a batch's trace infos before its spans."""
-    from mlflow.tracing.export.async_export_queue import Task
+    """A subclass of MLflow's exporter that lets MLflow queue a batch's work as it does, then
+    puts the trace-info tasks in the queue before the span tasks."""
 
     class InfoFirstExporter(base):  # type: ignore[misc, valid-type]
         def __init__(self, tracking_uri: str | None = None) -> None:
             super().__init__(tracking_uri=tracking_uri)
             scheme = (self._client.tracking_uri or "").split(":", 1)[0].split("+", 1)[0]
-            self._info_first = scheme in _SQL_SCHEMES and self._is_async_enabled
+            self._info_first = (scheme in _SQL_SCHEMES and self._is_async_enabled
+                                and hasattr(getattr(self, "_async_queue", None), "put"))
 
         def export(self, spans: Any) -> None:
             if not (self._info_first and self._should_log_async()):
                 return super().export(spans)
-            # collected before _export_traces pops the finished traces from MLflow's manager
-            by_experiment = self._collect_mlflow_spans_for_export(spans)
-            self._export_traces(spans)
-            for (experiment_id, workspace), batch in by_experiment.items():
-                self._async_queue.put(task=Task(
-                    handler=self._log_spans, args=(experiment_id, batch, workspace),
-                    error_msg="Failed to log spans to the trace server."))
+            queue, held = self._async_queue, []
+            queue.put = lambda task: held.append(task)  # hold MLflow's tasks for this batch
+            try:
+                super().export(spans)
+            finally:
+                del queue.put
+            # stable: each kind keeps MLflow's order
+            for task in sorted(held, key=lambda t: getattr(t, "handler", None) != self._log_trace):
+                queue.put(task=task)
 
         def _should_log_spans_to_artifacts(self, trace_info: Any) -> bool:
             # A SQL store keeps spans in its spans table. The tag that says so is written by

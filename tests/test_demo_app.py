@@ -179,3 +179,15 @@ def test_same_seed_gives_the_same_trace_ids_and_leaves_global_random_alone(tmp_p
     again = build_demo_corpus(f"sqlite:///{tmp_path / 'one.db'}", n_traces=12, seed=5,
                               experiment_name="x", start=START)
     assert not set(again.trace_ids) & set(ids[0])
+
+
+def test_a_corpus_whose_spans_were_lost_fails_loudly(tmp_path, monkeypatch):
+    """Trace infos stored but no spans (an exporter change that drops the span writes) must
+    not pass for a corpus."""
+    import pytest
+    from mlflow.tracing.export import mlflow_v3
+
+    monkeypatch.setattr(mlflow_v3.MlflowV3SpanExporter, "_log_spans",
+                        lambda self, *args, **kwargs: None)
+    with pytest.raises(RuntimeError, match="stored without their spans"):
+        build_demo_corpus(copy_template(tmp_path / "lost.db"), n_traces=10, seed=3, start=START)

@@ -136,15 +136,28 @@ def _check_stored(client: MlflowClient, experiment_id: str, trace_ids: set[str])
     """Fail loudly if the async exporter dropped any trace (it does when its queue is full)."""
     stored: set[str] = set()
     token = None
+    spanless = 0
     while True:
         page = client.search_traces(locations=[experiment_id], max_results=1000,
                                     include_spans=False, page_token=token)
         stored.update(t.info.trace_id for t in page)
+        spanless += sum(1 for t in page if not spans_stored(client, t.info))
         token = page.token
         if not token:
             break
     if missing := trace_ids - stored:
         raise RuntimeError(f"{len(missing)} of {len(trace_ids)} demo traces were not stored")
+    if spanless:
+        raise RuntimeError(f"{spanless} of {len(trace_ids)} demo traces were stored without "
+                           "their spans")
+
+
+def spans_stored(client: MlflowClient, info: Any) -> bool:
+    """Whether a stored trace's spans reached a SQL store: its log_spans tags the trace
+    ``mlflow.trace.spansLocation`` (other stores keep spans elsewhere: not checked)."""
+    scheme = client.tracking_uri.split(":", 1)[0].split("+", 1)[0]
+    return scheme not in ("sqlite", "postgresql", "mysql", "mssql") or bool(
+        info.tags.get("mlflow.trace.spansLocation"))
 
 
 def _log_feedback(served: list[tuple[Turn, Outcome]], rng: random.Random) -> set[str]:

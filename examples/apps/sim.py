@@ -19,7 +19,8 @@ from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource, Feedback
 
 from agent.demo_app.clock import NS_PER_S, SimClock
-from agent.demo_app.corpus import FLUSH_EVERY, tracing_to  # noqa: F401 - the demo's fast export
+from agent.demo_app.corpus import (  # noqa: F401 - the demo's fast export
+    FLUSH_EVERY, spans_stored, tracing_to)
 from agent.demo_app.spans import record_exception, sim_span  # noqa: F401 - re-exported
 
 HOURS = 72  # three simulated days
@@ -202,15 +203,20 @@ def check_stored(client: MlflowClient, exp_id: str, trace_ids: set[str]) -> None
     """Fail loudly if the async exporter dropped any trace."""
     stored: set[str] = set()
     token = None
+    spanless = 0
     while True:
         page = client.search_traces(locations=[exp_id], max_results=1000, include_spans=False,
                                     page_token=token)
         stored.update(t.info.trace_id for t in page)
+        spanless += sum(1 for t in page if not spans_stored(client, t.info))
         token = page.token
         if not token:
             break
     if missing := trace_ids - stored:
         raise RuntimeError(f"{len(missing)} of {len(trace_ids)} traces were not stored")
+    if spanless:
+        raise RuntimeError(f"{spanless} of {len(trace_ids)} traces were stored without their "
+                           "spans")
 
 
 def serve(runs: list[Run], handle, seed_text: str) -> None:
