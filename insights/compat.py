@@ -34,10 +34,10 @@ The private dependencies:
 - MLflow's span exporter, ``mlflow.tracing.export.mlflow_v3.MlflowV3SpanExporter`` (where the
   tracer provider looks it up when it is built) and its private parts (``_log_trace``,
   ``_async_queue`` and its tasks' ``handler``, ``_client``, ``_is_async_enabled``), subclassed
-  and swapped in by ``trace_info_written_first`` while a simulated corpus is written to a SQL store: MLflow
-  queues a batch's spans before its traces, so each trace's info lands on a row its spans
-  already created and takes SQLAlchemy's merge-per-tag path, most of the cost of writing a
-  corpus.
+  and swapped in by ``trace_info_written_first`` while a simulated corpus is written to a SQL
+  store: MLflow queues a batch's spans before its traces, so each trace's info lands on a row
+  its spans already created and takes SQLAlchemy's merge-per-tag path, most of the cost of
+  writing a corpus.
 - The tracking store instance MLflow caches per URI (``MlflowClient()._tracing_client.store``
   is the one its exporter writes through), whose ``get_experiment`` ``experiments_read_once``
   memoizes while a simulated corpus is written: ``start_trace`` reads the experiment of every
@@ -161,7 +161,7 @@ def experiments_read_once(tracking_uri: str) -> Iterator[None]:
     """
     from mlflow import MlflowClient
 
-    if tracking_uri.split(":", 1)[0].split("+", 1)[0] not in _SQL_SCHEMES:
+    if not sql_store(tracking_uri):
         yield
         return
     store = tracing_store(MlflowClient(tracking_uri))
@@ -190,6 +190,12 @@ _EXPORTER_PARTS = ("export", "_log_trace", "_should_log_async", "_should_log_spa
 _SQL_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
 
 
+def sql_store(tracking_uri: str | None) -> bool:
+    """Whether ``tracking_uri`` names a SQL tracking store (``sqlite:``,
+    ``postgresql+psycopg2:``...), which keeps spans in its own spans table."""
+    return (tracking_uri or "").split(":", 1)[0].split("+", 1)[0] in _SQL_SCHEMES
+
+
 def _info_first_exporter(base: type) -> type:
     """A subclass of MLflow's exporter that lets MLflow queue a batch's work as it does, then
     puts the trace-info tasks in the queue before the span tasks."""
@@ -197,8 +203,7 @@ def _info_first_exporter(base: type) -> type:
     class InfoFirstExporter(base):  # type: ignore[misc, valid-type]
         def __init__(self, tracking_uri: str | None = None) -> None:
             super().__init__(tracking_uri=tracking_uri)
-            scheme = (self._client.tracking_uri or "").split(":", 1)[0].split("+", 1)[0]
-            self._info_first = (scheme in _SQL_SCHEMES and self._is_async_enabled
+            self._info_first = (sql_store(self._client.tracking_uri) and self._is_async_enabled
                                 and hasattr(getattr(self, "_async_queue", None), "put"))
 
         def export(self, spans: Any) -> None:

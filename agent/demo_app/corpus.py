@@ -105,7 +105,7 @@ def build_demo_corpus(
         experiment_id = _experiment_id(client, experiment_name)
         with _seeded_trace_ids(client, experiment_id, seed):
             served = _serve(TravelAssistant(experiment_id), n_traces, seed, plan, start_ns)
-        _check_stored(client, experiment_id, {o.trace_id for _, o in served})
+        check_stored(client, experiment_id, {o.trace_id for _, o in served})
         unhappy = _log_feedback(served, random.Random(f"feedback-{seed}"))
     return _ground_truth(experiment_id, served, unhappy, plan, start_ns)
 
@@ -132,32 +132,32 @@ def _serve(app: TravelAssistant, n_traces: int, seed: int, plan: FaultPlan, star
     return served
 
 
-def _check_stored(client: MlflowClient, experiment_id: str, trace_ids: set[str]) -> None:
-    """Fail loudly if the async exporter dropped any trace (it does when its queue is full)."""
+def check_stored(client: MlflowClient, experiment_id: str, trace_ids: set[str],
+                 what: str = "demo traces") -> None:
+    """Fail loudly if the async exporter dropped any trace (it does when its queue is full),
+    or stored a trace without its spans: on a SQL store, a trace's log_spans tags it
+    ``mlflow.trace.spansLocation`` (other stores keep spans elsewhere: not checked)."""
+    on_sql = compat.sql_store(client.tracking_uri)
     stored: set[str] = set()
-    token = None
     spanless = 0
+    token = None
     while True:
         page = client.search_traces(locations=[experiment_id], max_results=1000,
                                     include_spans=False, page_token=token)
         stored.update(t.info.trace_id for t in page)
-        spanless += sum(1 for t in page if not spans_stored(client, t.info))
+        if on_sql:
+            spanless += sum(1 for t in page if not t.info.tags.get(SPANS_LOCATION_TAG))
         token = page.token
         if not token:
             break
     if missing := trace_ids - stored:
-        raise RuntimeError(f"{len(missing)} of {len(trace_ids)} demo traces were not stored")
+        raise RuntimeError(f"{len(missing)} of {len(trace_ids)} {what} were not stored")
     if spanless:
-        raise RuntimeError(f"{spanless} of {len(trace_ids)} demo traces were stored without "
-                           "their spans")
+        raise RuntimeError(f"{spanless} of {len(trace_ids)} {what} were stored without their "
+                           "spans")
 
 
-def spans_stored(client: MlflowClient, info: Any) -> bool:
-    """Whether a stored trace's spans reached a SQL store: its log_spans tags the trace
-    ``mlflow.trace.spansLocation`` (other stores keep spans elsewhere: not checked)."""
-    scheme = client.tracking_uri.split(":", 1)[0].split("+", 1)[0]
-    return scheme not in ("sqlite", "postgresql", "mysql", "mssql") or bool(
-        info.tags.get("mlflow.trace.spansLocation"))
+SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
 
 
 def _log_feedback(served: list[tuple[Turn, Outcome]], rng: random.Random) -> set[str]:

@@ -19,8 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import AssessmentSource, Feedback
 
 from agent.demo_app.clock import NS_PER_S, SimClock
-from agent.demo_app.corpus import (  # noqa: F401 - the demo's fast export
-    FLUSH_EVERY, spans_stored, tracing_to)
+from agent.demo_app.corpus import FLUSH_EVERY, check_stored, tracing_to
 from agent.demo_app.spans import record_exception, sim_span  # noqa: F401 - re-exported
 
 HOURS = 72  # three simulated days
@@ -199,26 +198,6 @@ def experiment_id(client: MlflowClient, name: str) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(name)
 
 
-def check_stored(client: MlflowClient, exp_id: str, trace_ids: set[str]) -> None:
-    """Fail loudly if the async exporter dropped any trace."""
-    stored: set[str] = set()
-    token = None
-    spanless = 0
-    while True:
-        page = client.search_traces(locations=[exp_id], max_results=1000, include_spans=False,
-                                    page_token=token)
-        stored.update(t.info.trace_id for t in page)
-        spanless += sum(1 for t in page if not spans_stored(client, t.info))
-        token = page.token
-        if not token:
-            break
-    if missing := trace_ids - stored:
-        raise RuntimeError(f"{len(missing)} of {len(trace_ids)} traces were not stored")
-    if spanless:
-        raise RuntimeError(f"{spanless} of {len(trace_ids)} traces were stored without their "
-                           "spans")
-
-
 def serve(runs: list[Run], handle, seed_text: str) -> None:
     """Trace every run through `handle(run)` (which sets run.trace_id/answer/error)."""
     with seeded_trace_ids(seed_text):
@@ -265,6 +244,6 @@ def write_corpus(app: str, design: Any, make_app, assess, tracking_uri: str, n_t
         client = MlflowClient(tracking_uri)
         exp_id = experiment_id(client, experiment_name)
         serve(runs, make_app(design, exp_id).handle, f"{app}-trace-ids:{seed}:{exp_id}")
-        check_stored(client, exp_id, {r.trace_id for r in runs})
+        check_stored(client, exp_id, {r.trace_id for r in runs}, what="traces")
         assess(design, runs, random.Random(f"{app}:assess:{seed}"))
     return runs, exp_id, t0
