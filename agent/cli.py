@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -121,36 +123,46 @@ def run(
     """Analyze an experiment's traces: census, issues, hypotheses tested with evidence, report."""
     since_ms = _window_options(since_last, since, resume)
     load_env_file(env_file)
-    _use_engine(engine)
-    # The option's envvar was read before the env file: take the file's experiment now.
-    experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID") or None
-    quick_fail_defaults()
-    if report is not None:
-        report = check_report_path(report)
-    console = Console(stderr=output == Output.json)
-    try:
-        summary = _run(console, experiment_id, focus, model, max_model_calls, yes, report,
-                       log_assessments, tracking_uri, resume, (since_last, since_ms), publish)
-    except InsightsError as exc:
-        _fail(str(exc).splitlines()[0], exc.exit_code)
-    except ValueError as exc:
-        _fail(str(exc).splitlines()[0])
-    except KeyboardInterrupt:
-        _fail("interrupted; continue later with insights-agent run --resume RUN_ID", 130)
+    with _engine_for_the_run(engine):
+        # The option's envvar was read before the env file: take the file's experiment now.
+        experiment_id = experiment_id or os.environ.get("MLFLOW_EXPERIMENT_ID") or None
+        quick_fail_defaults()
+        if report is not None:
+            report = check_report_path(report)
+        console = Console(stderr=output == Output.json)
+        try:
+            summary = _run(console, experiment_id, focus, model, max_model_calls, yes, report,
+                           log_assessments, tracking_uri, resume, (since_last, since_ms), publish)
+        except InsightsError as exc:
+            _fail(str(exc).splitlines()[0], exc.exit_code)
+        except ValueError as exc:
+            _fail(str(exc).splitlines()[0])
+        except KeyboardInterrupt:
+            _fail("interrupted; continue later with insights-agent run --resume RUN_ID", 130)
     _print_summary(console, summary, output)
 
 
-def _use_engine(engine: Optional[str]) -> None:
+@contextlib.contextmanager
+def _engine_for_the_run(engine: Optional[str]) -> Iterator[None]:
     """Route the run's Trace SQL and cohort statistics to ``engine`` through $INSIGHTS_ENGINE,
-    which the client reads on every call; exit 2 on an unknown engine before anything runs."""
-    if engine is None:
-        return
-    from insights.analytics.spark_engine import resolve_engine
+    which the client reads on every call; exit 2 on an unknown engine before anything runs.
+    The variable is put back when the run ends, so a process that runs the command in-process
+    (a test, a notebook) keeps its own engine for what it does next."""
+    before = os.environ.get("INSIGHTS_ENGINE")
+    if engine is not None:
+        from insights.analytics.spark_engine import resolve_engine
 
+        try:
+            os.environ["INSIGHTS_ENGINE"] = resolve_engine(engine)
+        except InsightsError as exc:
+            _fail(str(exc).splitlines()[0], exc.exit_code)
     try:
-        os.environ["INSIGHTS_ENGINE"] = resolve_engine(engine)
-    except InsightsError as exc:
-        _fail(str(exc).splitlines()[0], exc.exit_code)
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("INSIGHTS_ENGINE", None)
+        else:
+            os.environ["INSIGHTS_ENGINE"] = before
 
 
 def _window_options(since_last: bool, since: Optional[str], resume: Optional[str]) -> Optional[int]:

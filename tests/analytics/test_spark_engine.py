@@ -150,6 +150,22 @@ def test_export_writes_day_partitions_and_then_only_new_traces(template_db, tmp_
     assert len(got) == 10 and set(first_ids) < set(got)
 
 
+def test_queries_keep_reading_the_experiment_as_new_traces_arrive(template_db, tmp_path, spark):
+    """The `traces` view is kept between queries while the export is unchanged, and follows it
+    when new traces are exported."""
+    uri, exp = new_sqlite_store(template_db, tmp_path / "store")
+    count = "SELECT count(*) AS n FROM traces"
+    with tracking(uri):
+        log_agent_traces(exp, 0, 3)
+        with AnalyticsSession(uri, exp) as s:
+            first = spark_engine.execute_sql_spark(count, session=s).rows
+            again = spark_engine.execute_sql_spark(count, session=s).rows
+            log_agent_traces(exp, 3, 2)
+            s.refresh()
+            after = spark_engine.execute_sql_spark(count, session=s).rows
+    assert (first, again, after) == ([[3]], [[3]], [[5]])
+
+
 def test_table_option_reads_an_existing_parquet_path(sqlite_session, spark, tmp_path):
     out = tmp_path / "table"
     export_traces(sqlite_session, out)

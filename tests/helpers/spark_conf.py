@@ -20,7 +20,11 @@ SMALL_DATA_CONF = {
     "spark.sql.shuffle.partitions": "1",
     "spark.sql.adaptive.enabled": "false",
 }
-JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# A quick-starting JVM: the JIT's first tier only, one GC thread, and no bytecode verification
+# of Spark's own jars (measured here: a cold start and four censuses used 36 s of CPU with
+# verification, 29 s without).
+JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:+UnlockDiagnosticVMOptions "
+                "-XX:-BytecodeVerificationRemote -XX:-BytecodeVerificationLocal")
 
 
 def submit_args() -> list[str]:

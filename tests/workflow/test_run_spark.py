@@ -5,6 +5,7 @@ default engine. Real SQLite store (the small demo), the real CLI, the offline an
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def test_run_on_spark_completes_with_the_census_and_issues_of_duckdb(
         on_spark = _run(spark_store, tmp_path / "s", "--engine", "spark")
     finally:
         spark_engine.stop_spark()
+    # the engine chosen for one in-process run is not left behind for the next one
+    assert "INSIGHTS_ENGINE" not in os.environ
     duck = _run(duck_store, tmp_path / "d")
     assert on_spark["phase"] == duck["phase"] == "complete"
     assert on_spark["issues"], "the demo's planted faults should be found"
