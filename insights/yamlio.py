@@ -18,6 +18,7 @@ multi-line string), the slow path is taken.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
@@ -92,12 +93,18 @@ def _mapping(data: dict[str, Any], pad: str) -> list[str]:
     return parts
 
 
-def _key(key: Any) -> str | None:
-    """``key:`` as YAML spells it (quoted when it must be); None for a complex key."""
+@functools.lru_cache(maxsize=4096)
+def _key_of(key: Any, _type: type) -> str | None:
     text = _plain({key: 0})
     if not text.endswith(" 0\n") or "\n" in text[:-1] or text.startswith("?"):
         return None
     return text[: -len(" 0\n")]
+
+
+def _key(key: Any) -> str | None:
+    """``key:`` as YAML spells it (quoted when it must be); None for a complex key. Cached:
+    entity files repeat the same few dozen keys, and each spelling is a libyaml dump."""
+    return _key_of(key, type(key))
 
 
 def _indent(text: str, pad: str) -> str:
