@@ -23,7 +23,7 @@ from sqlglot import exp
 
 from insights.analytics.session import AnalyticsSession
 from insights.analytics.spark_engine import resolve_engine
-from insights.analytics.sql import VIEWS, data_level, parse_query, prepare, run, to_duckdb
+from insights.analytics.sql import VIEWS, prepare, run, translate
 from insights.errors import InvalidInputError
 
 Z95 = 1.959963984540054
@@ -51,12 +51,11 @@ def cohort_stats(session: AnalyticsSession | None, cohort: str, control: str, ou
         return _result(cohort, control, outcome, row)
     atoms, in_cohort, in_control = shared_conjuncts(cohort, control)
     columns = ", ".join(f"CAST(({atom}) AS BOOLEAN) AS {_ATOM}{i}" for i, atom in enumerate(atoms))
-    tree = parse_query(f"SELECT trace_id, {columns}, "
-                       f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces")
-    level = data_level(tree)
-    view, ddl = VIEWS[level]
+    level, flagged = translate(f"SELECT trace_id, {columns}, "
+                               f"COALESCE(CAST(({outcome}) AS BOOLEAN), FALSE) AS event FROM traces")
+    ddl = VIEWS[level][1]
     inner = (f"SELECT trace_id, ({in_cohort}) AS in_cohort, ({in_control}) AS in_control, "
-             f"event FROM ({to_duckdb(tree, view)})")
+             f"event FROM ({flagged})")
     agg = ", ".join(
         f"count(*) FILTER (WHERE {g}), count(*) FILTER (WHERE {g} AND event), "
         f"coalesce(list(trace_id ORDER BY trace_id) FILTER (WHERE {g} AND event), [])"

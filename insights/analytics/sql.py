@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import os
 import re
 import uuid
@@ -107,15 +108,25 @@ def execute_sql(session: AnalyticsSession, sql: str, max_rows: int | None = 10_0
     people and models.
     """
     timeout, max_memory = sql_limits(timeout, max_memory)
-    tree = parse_query(sql)
-    level = data_level(tree)
-    view, ddl = VIEWS[level]
-    duck_sql = to_duckdb(tree, view)
+    level, duck_sql = translate(sql)
+    ddl = VIEWS[level][1]
     with session.using(progress) as con:
         prepare(session, level)
         con.execute(ddl)
         return run(con, duck_sql, max_rows, timeout=timeout, max_memory=max_memory,
                    session_memory=session.memory, raw=raw and max_rows is None)
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str) -> tuple[str, str]:
+    """The checked query's data level and its DuckDB text over that level's view.
+
+    Cached by query text (a refused query raises and is not cached): the translation is a
+    pure function of the text and costs ~5-10 ms of sqlglot work, and a process that runs
+    analyses, an MCP server or the UI asks the same queries again and again."""
+    tree = parse_query(sql)
+    level = data_level(tree)
+    return level, to_duckdb(tree, VIEWS[level][0])
 
 
 def prepare(session: AnalyticsSession, level: str) -> None:
