@@ -93,18 +93,14 @@ def _mapping(data: dict[str, Any], pad: str) -> list[str]:
     return parts
 
 
-@functools.lru_cache(maxsize=4096)
-def _key_of(key: Any, _type: type) -> str | None:
+@functools.lru_cache(maxsize=4096, typed=True)  # typed: 1, 1.0 and True spell differently
+def _key(key: Any) -> str | None:
+    """``key:`` as YAML spells it (quoted when it must be); None for a complex key. Cached:
+    entity files repeat the same few dozen keys, and each spelling is a libyaml dump."""
     text = _plain({key: 0})
     if not text.endswith(" 0\n") or "\n" in text[:-1] or text.startswith("?"):
         return None
     return text[: -len(" 0\n")]
-
-
-def _key(key: Any) -> str | None:
-    """``key:`` as YAML spells it (quoted when it must be); None for a complex key. Cached:
-    entity files repeat the same few dozen keys, and each spelling is a libyaml dump."""
-    return _key_of(key, type(key))
 
 
 def _indent(text: str, pad: str) -> str:

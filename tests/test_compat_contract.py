@@ -174,6 +174,17 @@ def test_mlflow_tag_names_spelled_out_in_runs_match_mlflow():
             f"mlflow.utils.mlflow_tags.{name} changed: update insights/runs.py")
 
 
+def test_spans_location_tag_spelled_out_in_the_corpus_matches_mlflow():
+    """agent/demo_app/corpus.py checks stored spans by MLflow's tag, spelled out."""
+    from mlflow.tracing.constant import TraceTagKey
+
+    from agent.demo_app import corpus
+
+    assert corpus.SPANS_LOCATION_TAG == TraceTagKey.SPANS_LOCATION, (
+        "mlflow.tracing.constant.TraceTagKey.SPANS_LOCATION changed: update "
+        "agent/demo_app/corpus.py")
+
+
 def test_local_artifacts_are_written_as_mlflows_local_artifact_repository_writes_them(
         tmp_path: Path):
     """compat.write_local_artifact (create-hypothesis without MLflow) leaves exactly what

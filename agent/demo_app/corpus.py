@@ -132,6 +132,11 @@ def _serve(app: TravelAssistant, n_traces: int, seed: int, plan: FaultPlan, star
     return served
 
 
+# MLflow's tag on a trace whose spans log_spans stored (spelled out as in MLflow's
+# TraceTagKey.SPANS_LOCATION; tests/test_compat_contract.py checks the two agree)
+SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
+
+
 def check_stored(client: MlflowClient, experiment_id: str, trace_ids: set[str],
                  what: str = "demo traces") -> None:
     """Fail loudly if the async exporter dropped any trace (it does when its queue is full),
@@ -155,9 +160,6 @@ def check_stored(client: MlflowClient, experiment_id: str, trace_ids: set[str],
     if spanless:
         raise RuntimeError(f"{spanless} of {len(trace_ids)} {what} were stored without their "
                            "spans")
-
-
-SPANS_LOCATION_TAG = "mlflow.trace.spansLocation"
 
 
 def _log_feedback(served: list[tuple[Turn, Outcome]], rng: random.Random) -> set[str]:
