@@ -359,7 +359,7 @@ def to_duckdb(tree: exp.Expression, view: str) -> str:
         q.replace(exp.Anonymous(this="quantile_cont", expressions=[q.this, q.args["quantile"]]))
     try:
         duck = sqlglot.parse_one(tree.sql(dialect="duckdb"), read="duckdb")
-        return _fast_unnest(duck).sql(dialect="duckdb")
+        return _gated_filters(_fast_unnest(duck)).sql(dialect="duckdb")
     except sqlglot.errors.SqlglotError as exc:
         raise InvalidInputError(f"cannot translate query to DuckDB: {_one_line(str(exc))}") from exc
 
@@ -388,6 +388,43 @@ def _fast_unnest(tree: exp.Expression) -> exp.Expression:
         src.set("this", exp.Subquery(this=inner, alias=exp.TableAlias(
             this=exp.to_identifier(alias))))
     return tree
+
+
+def _gated_filters(tree: exp.Expression) -> exp.Expression:
+    """Evaluate a list filter's conditions left to right, each only where the ones before held:
+    ``filter(spans, s -> a AND b AND c)`` becomes ``CASE WHEN a THEN CASE WHEN b THEN c ELSE
+    false END ELSE false END``.
+
+    Why: inside a lambda DuckDB computes every side of AND for every element, so a cheap
+    test written first (``s.name = 'x'``) does not spare the costly one after it (trimming
+    or matching every span's output); CASE evaluates a branch only on the elements that
+    reach it (~9x faster on span outputs of a few KB). A filter keeps an element only where
+    its condition is true, and false and NULL both drop it, so the kept elements are the
+    same. Lambdas that return values (transform) are left alone: there NULL and false differ.
+    """
+    for node in list(tree.find_all(exp.ArrayFilter)):
+        fn = node.expression
+        if not isinstance(fn, exp.Lambda):
+            continue
+        conjuncts = list(_conjuncts(fn.this))
+        if len(conjuncts) < 2:
+            continue
+        gated = conjuncts[-1]
+        for cond in reversed(conjuncts[:-1]):
+            gated = exp.Case(ifs=[exp.If(this=cond, true=gated)], default=exp.false())
+        fn.set("this", gated)
+    return tree
+
+
+def _conjuncts(node: exp.Expression):
+    """The operands of a chain of ANDs (through parentheses), in written order."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.And):
+        yield from _conjuncts(node.this)
+        yield from _conjuncts(node.expression)
+    else:
+        yield node
 
 
 def sql_limits(timeout: float | None = None, max_memory: str | None = None) -> tuple[float, str]:

@@ -116,3 +116,33 @@ def test_span_queries_do_not_wait_for_payloads(corpus):
         full = table.con.execute(f"SELECT trace_id, list_transform(spans, lambda s: struct_pack("
                                  f"{project})) FROM traces ORDER BY 1").fetchall()
     assert len(lite) == 20 and lite == full
+
+
+def test_a_span_condition_is_only_evaluated_where_the_ones_before_it_hold(sqlite_corpus):
+    """Conditions inside a list lambda run left to right, as on Spark: a test that would fail on
+    other spans (parsing a span's name as JSON) is reached only by the spans that passed the
+    earlier ones, so guarding it with a span name works instead of raising."""
+    guarded = ("SELECT count(*) FROM traces WHERE exists(spans, s -> s.name = 'no-such-span' "
+               "AND get_json_object(s.name, '$.a') IS NULL)")
+    assert q(sqlite_corpus, guarded).rows == [[0]]
+    with pytest.raises(InvalidInputError, match="JSON"):  # the same test, unguarded
+        q(sqlite_corpus, "SELECT count(*) FROM traces WHERE exists(spans, s -> "
+                         "get_json_object(s.name, '$.a') IS NULL)")
+
+
+@pytest.mark.parametrize("cond, expected", [
+    # NULL and false both drop an element, wherever the NULL sits in the chain
+    ("s.name = 'search' AND s.status_code = 'ERROR'", 4),
+    ("s.name = 'search' AND NULL AND s.status_code = 'ERROR'", 0),
+    ("(s.name = 'search' AND (s.status_code = 'ERROR' OR NULL))", 4),
+    ("s.name = 'search' AND NOT (s.status_code = 'ERROR' AND NULL)", 16),
+    ("s.name = 'search' AND (s.status_code = 'ERROR') IS NULL", 0),
+])
+def test_span_conditions_select_the_same_spans_however_they_are_chained(
+        sqlite_corpus, cond, expected):
+    """Gating the chain (CASE per condition) keeps exactly the elements a plain AND keeps,
+    NULLs included: counted both through filter() and through an explode."""
+    via_filter = q(sqlite_corpus, f"SELECT sum(size(filter(spans, s -> {cond}))) FROM traces")
+    via_rows = q(sqlite_corpus, "SELECT count(*) FROM traces LATERAL VIEW explode(spans) x AS s "
+                                f"WHERE coalesce({cond}, false)")
+    assert via_filter.rows == via_rows.rows == [[expected]]
