@@ -57,7 +57,7 @@ def log_agent_traces(experiment_id: str, start: int, n: int) -> list[str]:
         except RuntimeError:
             pass
         ids.append(mlflow.get_last_active_trace_id())
-    mlflow.flush_trace_async_logging()
+    mlflow.flush_trace_async_logging(terminate=True)
     return ids
 
 
@@ -189,7 +189,7 @@ def ten_day_corpus(mlflow_server):
                 client.end_trace(root.trace_id, outputs={"a": "ok"},
                                  status="ERROR" if k == 2 else "OK", end_time_ns=t0 + 9 * 10**6)
                 ids.append(root.trace_id)
-        mlflow.flush_trace_async_logging()
+        mlflow.flush_trace_async_logging(terminate=True)
     return mlflow_server.uri, exp, ids
 
 
