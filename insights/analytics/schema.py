@@ -84,6 +84,8 @@ Only SELECT / WITH queries are allowed.
                      inputs, outputs, attributes, events (all JSON text)>>, ordered by start
                      time. Read an attribute with
                      get_json_object(s.attributes, '$["mlflow.chat.tokenUsage"]')
+                     In filter()/exists() lambdas, AND-ed conditions are checked left to
+                     right: put the cheap one first (s.name = 'x' AND <test of s.outputs>)
   assessments        ARRAY<STRUCT<name, value (string: 'true', 'false', 'yes', '0.8', ...),
                      source_type ('HUMAN'|'LLM_JUDGE'|'CODE'), rationale>>
 
