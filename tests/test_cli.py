@@ -70,7 +70,7 @@ def make_traces(experiment_id: str, n: int, prefix: str = "step") -> list[str]:
             span.set_inputs({"question": f"{prefix} question {i}"})
             span.set_outputs({"answer": f"answer {i}"})
         ids.append(span.trace_id)
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     found = {t.info.trace_id for t in MlflowClient().search_traces(
         locations=[experiment_id], max_results=max(n, 1) * 2 + 50, include_spans=False)}
     assert set(ids) <= found, "traces were not logged to the experiment"

@@ -84,7 +84,7 @@ def _build(uri: str, artifact_location: str | None) -> World:
                                    trace_destination=MlflowExperimentLocation(experiment_id=exp)) as s:
                 s.set_inputs({"q": name})
             ids.append(s.trace_id)
-        mlflow.flush_trace_async_logging(terminate=True)
+        mlflow.flush_trace_async_logging()
     finally:
         mlflow.set_tracking_uri(previous)
     linked_trace, fresh = ids

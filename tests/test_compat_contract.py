@@ -119,7 +119,7 @@ def test_issue_references_are_what_mlflow_counts_as_an_issues_traces(tracking_ur
     exp = client.create_experiment("contract-issues")
     span = client.start_trace("t", experiment_id=exp)
     client.end_trace(span.trace_id)
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     store = compat.native_issue_store(client)
     native = compat.create_native_issue(store, experiment_id=exp, name="n", description="d")
     compat.log_trace_assessment(client, span.trace_id, IssueReference(

@@ -49,15 +49,20 @@ def agent(i: int, q: str) -> str:
 
 def log_agent_traces(experiment_id: str, start: int, n: int) -> list[str]:
     """Run the toy agent for i in [start, start+n); return the trace ids in order."""
-    mlflow.set_experiment(experiment_id=experiment_id)
+    from agent.demo_app.corpus import tracing_to
+
     ids = []
-    for i in range(start, start + n):
-        try:
-            agent(i, f"question {i} " + "q" * (100 if i % 3 == 0 else 5))
-        except RuntimeError:
-            pass
-        ids.append(mlflow.get_last_active_trace_id())
-    mlflow.flush_trace_async_logging(terminate=True)
+    with tracing_to(mlflow.get_tracking_uri()):  # the demo corpus's export: ~4x less CPU
+        mlflow.set_experiment(experiment_id=experiment_id)
+        for i in range(start, start + n):
+            try:
+                agent(i, f"question {i} " + "q" * (100 if i % 3 == 0 else 5))
+            except RuntimeError:
+                pass
+            ids.append(mlflow.get_last_active_trace_id())
+        mlflow.flush_trace_async_logging(terminate=True)  # no wait on the next flush's poll
+    # restoring the tracking URI clears the active experiment; callers log more traces to it
+    mlflow.set_experiment(experiment_id=experiment_id)
     return ids
 
 
@@ -189,7 +194,7 @@ def ten_day_corpus(mlflow_server):
                 client.end_trace(root.trace_id, outputs={"a": "ok"},
                                  status="ERROR" if k == 2 else "OK", end_time_ns=t0 + 9 * 10**6)
                 ids.append(root.trace_id)
-        mlflow.flush_trace_async_logging(terminate=True)
+        mlflow.flush_trace_async_logging()
     return mlflow_server.uri, exp, ids
 
 

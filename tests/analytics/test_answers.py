@@ -79,7 +79,7 @@ def _log_outputs(experiment_id: str) -> None:
     mlflow.set_experiment(experiment_id=experiment_id)
     for i, (output, _) in enumerate(OUTPUTS):
         _app(i, output)
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
 
 
 def _empty_by_index(uri: str, exp: str) -> dict[int, bool]:
@@ -109,7 +109,7 @@ def test_response_empty_of_an_errored_trace_is_not_an_empty_answer(fresh_store):
 
     with pytest.raises(RuntimeError):
         broken()
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     assert sql_of(uri, exp, "SELECT state, response_empty, tags['x'] FROM traces").rows == [
         ["ERROR", True, None]]
     assert census_of(uri, exp)["responses"]["empty_responses"]["count"] == 0
@@ -141,7 +141,7 @@ def test_repeated_canned_answers_are_census_facts(fresh_store):
             _app(i, "")  # empty answers are never "repeated answers"
         else:
             _app(i, f"answer number {i}")
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     c = census_of(uri, exp)
     (rep,) = c["responses"]["repeated_answers"]
     assert (rep["text"], rep["count"], rep["share"]) == (canned, 12, 0.3)

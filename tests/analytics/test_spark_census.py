@@ -46,7 +46,7 @@ def log_status_only_failures(n: int) -> None:
             with mlflow.start_span("fetch", span_type=SpanType.RETRIEVER) as fetch:
                 fetch.set_status(SpanStatus(SpanStatusCode.ERROR, "TimeoutError: fetch timed out"))
             root.set_outputs({"answer": ""})
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
 
 
 @pytest.fixture(scope="module")

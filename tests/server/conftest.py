@@ -48,7 +48,7 @@ def make_span_traces(experiment_id: str, n: int) -> list[str]:
         except TimeoutError:
             pass
         ids.append(root.trace_id)
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     return ids
 
 

@@ -84,7 +84,7 @@ def _build(tracking_uri, folder):
         except AuthError:
             pass
         ids.append(mlflow.get_last_active_trace_id())
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     human = AssessmentSource("HUMAN", "reviewer")
     for i, tid in enumerate(ids[:50]):  # correctness fails on 17 of 50 (34%)
         why = "invoice total is wrong" if i % 2 == 0 else "wrong customer"

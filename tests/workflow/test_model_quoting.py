@@ -92,7 +92,7 @@ def seeded(tracking_uri: str, experiment_id: str) -> tuple[InsightsClient, str, 
         with mlflow.start_span(name="agent", trace_destination=location) as span:
             span.set_inputs({"question": f"q{n}"})
             span.set_outputs({"answer": f"a{n}"})
-    mlflow.flush_trace_async_logging(terminate=True)
+    mlflow.flush_trace_async_logging()
     client = InsightsClient(tracking_uri)
     run_id = client.create_analysis(experiment_id, "Quoting", "Quoting")
     return client, experiment_id, run_id

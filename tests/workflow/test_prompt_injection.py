@@ -42,7 +42,7 @@ def injected_store(small_store: Store) -> tuple[Store, set[str]]:
                                       experiment_id=small_store.experiment_id)
             client.end_trace(span.trace_id, outputs={"response": f"OK. {INJECTION}"})
             ids.add(span.trace_id)
-        mlflow.flush_trace_async_logging(terminate=True)
+        mlflow.flush_trace_async_logging(terminate=False)
     finally:
         mlflow.set_tracking_uri(previous)
     toolkit = TraceToolkit(small_store.client(), small_store.experiment_id)

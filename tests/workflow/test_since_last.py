@@ -53,7 +53,7 @@ def add_new_traces(store: Store, n: int = NEW_TRACES) -> list[str]:
             except QuotaExceededError:
                 pass
             ids.append(mlflow.get_last_active_trace_id())
-        mlflow.flush_trace_async_logging(terminate=True)
+        mlflow.flush_trace_async_logging()
     finally:
         mlflow.set_tracking_uri(old_uri)
     return ids

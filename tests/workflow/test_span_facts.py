@@ -117,7 +117,7 @@ def build_facts_store(root: Path) -> Facts:
         random.Random(3).shuffle(order)  # written out of order: turns follow request_time
         for i in order:
             facts.ids[i] = _trace(i, eid)
-        mlflow.flush_trace_async_logging(terminate=True)
+        mlflow.flush_trace_async_logging(terminate=False)
     return facts
 
 
