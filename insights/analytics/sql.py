@@ -21,6 +21,7 @@ import functools
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import duckdb
@@ -416,7 +417,7 @@ def _gated_filters(tree: exp.Expression) -> exp.Expression:
     return tree
 
 
-def _conjuncts(node: exp.Expression):
+def _conjuncts(node: exp.Expression) -> Iterator[exp.Expression]:
     """The operands of a chain of ANDs (through parentheses), in written order."""
     while isinstance(node, exp.Paren):
         node = node.this
