@@ -43,8 +43,9 @@ def make_traces(tracking_uri: str, experiment_id: str, n: int, prefix: str = "t"
     """Create ``n`` real traces in the experiment and wait until the store has them.
 
     Written with the demo corpus's export settings (``tracing_to``: one writer, trace info
-    before spans), a third of the CPU of MLflow's defaults for the same rows; the last flush
-    stops the export threads, so later flushes do not wait out their poll."""
+    before spans): under a quarter of the CPU of the synchronous export the suite otherwise
+    uses (tests/conftest.py), same rows. The last flush stops the export threads, so the
+    flush on leaving ``tracing_to`` does not wait out their poll."""
     from agent.demo_app.corpus import tracing_to
 
     client = MlflowClient(tracking_uri)
