@@ -16,11 +16,11 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import MlflowExperimentLocation
 from typer.testing import CliRunner
 
 from rich.console import Console
 
+from helpers.insights_helpers import make_traces as shared_make_traces
 from insights import render
 from insights.cli import app
 
@@ -62,19 +62,9 @@ def ok_human(uri: str, *args: str) -> str:
 
 
 def make_traces(experiment_id: str, n: int, prefix: str = "step") -> list[str]:
-    """Log ``n`` real traces into the experiment with mlflow.start_span; return their ids."""
-    ids = []
-    location = MlflowExperimentLocation(experiment_id=experiment_id)
-    for i in range(n):
-        with mlflow.start_span(name=f"{prefix}-{i}", trace_destination=location) as span:
-            span.set_inputs({"question": f"{prefix} question {i}"})
-            span.set_outputs({"answer": f"answer {i}"})
-        ids.append(span.trace_id)
-    mlflow.flush_trace_async_logging()
-    found = {t.info.trace_id for t in MlflowClient().search_traces(
-        locations=[experiment_id], max_results=max(n, 1) * 2 + 50, include_spans=False)}
-    assert set(ids) <= found, "traces were not logged to the experiment"
-    return ids
+    """Log ``n`` real traces into the experiment of the current tracking URI; return their ids."""
+    return shared_make_traces(mlflow.get_tracking_uri(), experiment_id, n, prefix=f"{prefix}-",
+                              inputs=lambda i: {"question": f"{prefix} question {i}"})
 
 
 def linked(experiment_id: str, run_id: str) -> set[str]:

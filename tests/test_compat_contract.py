@@ -314,15 +314,16 @@ def test_trace_info_written_first_swaps_mlflows_exporter_only_inside(
     assert not missing, (
         f"MlflowV3SpanExporter no longer has {missing}: corpora are written the slow way; "
         "update insights/compat.py trace_info_written_first()")
+    sqlite_uri = copy_template(tmp_path / "x.db")
     with compat.trace_info_written_first():
         swapped = mlflow_v3.MlflowV3SpanExporter
         assert swapped is not original and issubclass(swapped, original)
-        assert swapped(f"sqlite:///{tmp_path / 'x.db'}")._info_first is True
+        assert swapped(sqlite_uri)._info_first is True
         # a tracking server keeps MLflow's order: its store may not take spans
         assert swapped("http://127.0.0.1:9")._info_first is False
         # and so does synchronous export: there is no queue to order
         monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_TRACE_LOGGING", "false")
-        assert swapped(f"sqlite:///{tmp_path / 'x.db'}")._info_first is False
+        assert swapped(sqlite_uri)._info_first is False
     assert mlflow_v3.MlflowV3SpanExporter is original
 
 

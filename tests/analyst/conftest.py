@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import fixtures
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `examples` is not an installed package
     sys.path.insert(0, str(ROOT))
@@ -21,7 +23,7 @@ def small_app_store(tmp_path_factory: pytest.TempPathFactory):
 
     def get(app: str):
         if app not in made:
-            pristine = truth_mod.cached_store(app, 300, 5)
+            pristine = truth_mod.cached_store(app, 300, 5, fixtures.migrated_template())
             made[app] = pristine.copy_to(tmp_path_factory.mktemp(app) / "store")
         return made[app]
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import (assert_same_census, log_agent_traces, log_feedback, new_sqlite_store,
                       rounded, tracking)
+from helpers import fixtures
 from insights.analytics import AnalyticsSession, compute_census
 from insights.errors import InvalidInputError
 
@@ -87,7 +88,7 @@ def test_census_on_spark_equals_duckdb_on_example_apps(app_name, spark, tmp_path
     answers, tokens, cost, assessment scales and rationales, time buckets) must agree."""
     from examples.apps import truth as truth_mod
 
-    store = truth_mod.cached_store(app_name, 300, 5).copy_to(tmp_path / "store")
+    store = truth_mod.cached_store(app_name, 300, 5, fixtures.migrated_template()).copy_to(tmp_path / "store")
     with AnalyticsSession(store.uri, store.truth.experiment_id) as session:
         duck = compute_census(session)
         on_spark = spark_census(session)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import fixtures
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `examples` is not an installed package
     sys.path.insert(0, str(ROOT))
@@ -54,6 +56,7 @@ def app_store():
     """`app_store(app, seed)`: the pristine generated store (do not write to it)."""
     def get(app: str, seed: int) -> truth_mod.Store:
         if (app, seed) not in _STORES:
-            _STORES[(app, seed)] = truth_mod.cached_store(app, N_TRACES, seed)
+            _STORES[(app, seed)] = truth_mod.cached_store(app, N_TRACES, seed,
+                                                           fixtures.migrated_template())
         return _STORES[(app, seed)]
     return get

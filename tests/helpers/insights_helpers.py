@@ -39,8 +39,10 @@ def tracking_to(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = env
 
 
-def make_traces(tracking_uri: str, experiment_id: str, n: int, prefix: str = "t") -> list[str]:
-    """Create ``n`` real traces in the experiment and wait until the store has them.
+def make_traces(tracking_uri: str, experiment_id: str, n: int, prefix: str = "t",
+                inputs: Callable[[int], dict[str, Any]] | None = None) -> list[str]:
+    """Create ``n`` real traces in the experiment and wait until the store has them; trace
+    ``i`` has the request ``inputs(i)`` (default ``{"i": i}``).
 
     Written with the demo corpus's export settings (``tracing_to``: one writer, trace info
     before spans): under a quarter of the CPU of the synchronous export the suite otherwise
@@ -52,7 +54,8 @@ def make_traces(tracking_uri: str, experiment_id: str, n: int, prefix: str = "t"
     ids = []
     with tracing_to(tracking_uri):
         for i in range(n):
-            span = client.start_trace(f"{prefix}{i}", inputs={"i": i}, experiment_id=experiment_id)
+            span = client.start_trace(f"{prefix}{i}", inputs=inputs(i) if inputs else {"i": i},
+                                      experiment_id=experiment_id)
             client.end_trace(span.trace_id, outputs={"o": i})
             ids.append(span.trace_id)
         mlflow.flush_trace_async_logging(terminate=True)
