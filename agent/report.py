@@ -91,7 +91,8 @@ def _charts(client, experiment_id: str, facts: dict[str, Any], out: Path) -> dic
     latencies = [ms / 1000 for ms in latency_sample(client, experiment_id)]
     if latencies:
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        ax.hist(latencies, bins=40, color="#3b6ea8")
+        # one filled outline rather than 40 bar patches: the same picture at ~2/3 of the cost
+        ax.hist(latencies, bins=40, color="#3b6ea8", histtype="stepfilled")
         ax.set_xlabel("latency (s)")
         ax.set_ylabel("traces")
         ax.set_title("Latency distribution")
@@ -105,10 +106,11 @@ def _charts(client, experiment_id: str, facts: dict[str, Any], out: Path) -> dic
         fig, ax = plt.subplots(figsize=(7, 3.2))
         import datetime as dt
 
-        xs = [dt.datetime.fromtimestamp(b.start_ms / 1000, dt.timezone.utc) for b in buckets]
-        width = (xs[1] - xs[0]) * 0.9 if len(xs) > 1 else dt.timedelta(hours=0.9)
-        ax.bar(xs, [b.traces for b in buckets], width=width, color="#c9d6e8", label="traces")
-        ax.bar(xs, [b.errors for b in buckets], width=width, color="#c0392b", label="errors")
+        # filled steps, one patch per series: a bar per bucket made the chart ~2x slower
+        edges_ms, series = timeline_steps(buckets, timeline.granularity)
+        edges = [dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc) for ms in edges_ms]
+        for field, color in (("traces", "#c9d6e8"), ("errors", "#c0392b")):
+            ax.stairs(series[field], edges, fill=True, color=color, label=field)
         ax.set_xlabel(f"time (UTC, per {timeline.granularity})")
         fig.autofmt_xdate()
         ax.set_title("Traces and errors over time")
@@ -118,6 +120,18 @@ def _charts(client, experiment_id: str, facts: dict[str, Any], out: Path) -> dic
         fig.savefig(charts["errors"], dpi=110)
         plt.close(fig)
     return charts
+
+
+def timeline_steps(buckets: list, granularity: str) -> tuple[list[int], dict[str, list[int]]]:
+    """The edges (epoch ms) of every bucket from the first to the last, and the trace and error
+    counts in each: the census lists only the buckets that have traces, and a step chart drawn
+    from those alone would stretch a count over the empty hours after it."""
+    step = 86_400_000 if granularity == "day" else 3_600_000
+    starts = range(buckets[0].start_ms, buckets[-1].start_ms + step, step)
+    by_start = {b.start_ms: b for b in buckets}
+    series = {field: [getattr(by_start[ms], field) if ms in by_start else 0 for ms in starts]
+              for field in ("traces", "errors")}
+    return [*starts, starts[-1] + step], series
 
 
 def latency_sample(client, experiment_id: str, n: int = LATENCY_SAMPLE) -> list[int]:

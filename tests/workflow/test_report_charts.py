@@ -18,3 +18,21 @@ def test_latency_sample_is_not_the_first_rows_stored_and_is_repeatable(small_sto
     assert len(sample) == 40 and sample == latency_sample(client, exp, n=40)
     first_rows = [r[0] for r in stored[:40]]
     assert sorted(sample) != sorted(first_rows)
+
+
+def test_errors_over_time_steps_cover_the_empty_hours_between_buckets():
+    """The census lists only hours with traces; the chart's steps show the hours between as
+    zero instead of stretching the hour before them."""
+    from agent.report import timeline_steps
+    from insights.analytics.census_model import TimeBucket
+
+    hour = 3_600_000
+    buckets = [TimeBucket(start_ms=10 * hour, traces=5, errors=1, error_rate=0.2),
+               TimeBucket(start_ms=13 * hour, traces=2, errors=0, error_rate=0.0)]
+    edges, series = timeline_steps(buckets, "hour")
+    assert edges == [h * hour for h in range(10, 15)]
+    assert series == {"traces": [5, 0, 0, 2], "errors": [1, 0, 0, 0]}
+    day = 24 * hour
+    edges, series = timeline_steps([TimeBucket(start_ms=3 * day, traces=1, errors=1,
+                                               error_rate=1.0)], "day")
+    assert edges == [3 * day, 4 * day] and series == {"traces": [1], "errors": [1]}
