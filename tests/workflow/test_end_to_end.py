@@ -4,6 +4,7 @@ refuted, the report follows the playbook (step 2.7), and the progress stream tel
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -141,14 +142,19 @@ def test_custom_stream_names_hypotheses_plans_filters_verdicts_and_issues(
     assert any(e.get("run_id") == analyzed.run_id and "COMPLETED" in e["message"] for e in events)
 
 
-def test_cli_run_yes_json_finds_planted_faults(fresh_store: Store, tmp_path: Path) -> None:
+def test_cli_run_yes_json_finds_planted_faults(fresh_store: Store, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also: ``--engine`` holds for the run only; the process's $INSIGHTS_ENGINE (none here)
+    is what it was afterwards."""
     from agent.cli import app
 
+    monkeypatch.delenv("INSIGHTS_ENGINE", raising=False)
     report = tmp_path / "out" / "report.md"
     result = CliRunner().invoke(app, [
         "run", "--experiment-id", fresh_store.experiment_id, "--tracking-uri", fresh_store.uri,
-        "--yes", "--report", str(report), "--output", "json"])
+        "--yes", "--report", str(report), "--engine", "DuckDB", "--output", "json"])
     assert result.exit_code == 0, (result.output, result.exception)
+    assert "INSIGHTS_ENGINE" not in os.environ
     summary = json.loads(result.stdout)
     assert summary["phase"] == "complete"
     assert Path(summary["report_path"]) == report.resolve()
