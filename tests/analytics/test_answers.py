@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from mlflow.entities import SpanType
 
-from conftest import census_of, sql_of, tracking
+from analytics.conftest import census_of, sql_of, tracking
 from insights.analytics.answers import EMPTY_ANSWER_SQL, is_empty_answer
 
 

@@ -8,7 +8,7 @@ import mlflow
 import pytest
 from mlflow.entities import AssessmentSource
 
-from conftest import census_of, log_agent_traces, sql_of
+from analytics.conftest import census_of, log_agent_traces, sql_of
 from insights.analytics.assessments import (SCALES_SQL, failing_predicate,
                                             failing_sql_by_name, infer_scale, is_failing,
                                             read_scales)

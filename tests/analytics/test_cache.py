@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import log_agent_traces, log_feedback
+from analytics.conftest import log_agent_traces, log_feedback
 
-from conftest import census_of, sql_of
+from analytics.conftest import census_of, sql_of
 
 from insights.analytics import AnalyticsSession
 

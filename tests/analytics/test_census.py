@@ -7,7 +7,7 @@ import json
 import mlflow
 import pytest
 
-from conftest import census_of, sql_of
+from analytics.conftest import census_of, sql_of
 from insights.errors import InvalidInputError, TrackingServerError
 
 

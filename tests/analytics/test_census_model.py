@@ -7,7 +7,7 @@ import copy
 import json
 
 import mlflow
-from conftest import log_agent_traces
+from analytics.conftest import log_agent_traces
 from mlflow.entities import AssessmentSource
 
 from agent.frame import TraceFrame

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from scipy.stats import fisher_exact
 
-from conftest import cohort_of
+from analytics.conftest import cohort_of
 from insights.analytics.cohorts import compare, wilson
 from insights.errors import InvalidInputError
 

@@ -10,7 +10,7 @@ import mlflow
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import build_corpus  # noqa: E402
 
-from conftest import census_of, sql_of  # noqa: E402
+from analytics.conftest import census_of, sql_of  # noqa: E402
 
 
 def test_builder_roundtrip(fresh_store):

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from insights import InsightsClient
-from conftest import census_of
+from analytics.conftest import census_of
 from insights.cli import app
 from insights.errors import InvalidInputError
 

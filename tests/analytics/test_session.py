@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pytest
-from conftest import log_agent_traces, log_feedback
+from analytics.conftest import log_agent_traces, log_feedback
 
 from insights import InsightsClient
 from insights.analytics import AnalyticsSession, cohort_stats, compute_census, execute_sql

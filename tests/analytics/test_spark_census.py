@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import (assert_same_census, log_agent_traces, log_feedback, new_sqlite_store,
-                      rounded, tracking)
+from analytics.conftest import (assert_same_census, log_agent_traces, log_feedback,
+                                new_sqlite_store, rounded, tracking)
 from helpers import fixtures
 from insights.analytics import AnalyticsSession, compute_census
 from insights.errors import InvalidInputError

@@ -39,8 +39,8 @@ for _module, _package in (("grpc", "grpcio"), ("grpc_status", "grpcio-status"),
 from insights.analytics import spark_engine  # noqa: E402
 from insights.analytics.spark_census import spark_census  # noqa: E402
 from insights.cli import app  # noqa: E402
-from conftest import assert_same_census  # noqa: E402
-from test_spark_engine import QUERIES, SLOW_QUERY, canonical  # noqa: E402
+from analytics.conftest import assert_same_census  # noqa: E402
+from analytics.test_spark_engine import QUERIES, SLOW_QUERY, canonical  # noqa: E402
 from helpers import spark_conf  # noqa: E402
 
 pytestmark = pytest.mark.spark

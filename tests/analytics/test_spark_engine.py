@@ -12,7 +12,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from conftest import log_agent_traces, new_sqlite_store, rounded, tracking
+from analytics.conftest import log_agent_traces, new_sqlite_store, rounded, tracking
 from helpers import spark_conf
 from insights.analytics import AnalyticsSession, cohort_stats, execute_sql
 from insights.analytics.export import export_traces

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import sql_of
+from analytics.conftest import sql_of
 from insights.analytics import TRACES_SCHEMA_HELP, SqlResult
 from insights.errors import InvalidInputError
 
