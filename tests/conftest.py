@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import os
@@ -277,6 +278,22 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return "spark files" if _spark_file(path) else path
 
     return SparkFilesTogether(config, log)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An xdist worker whose session is over leaves without tearing its interpreter down.
+    Why: the worker has sent every result by now, and freeing its heap (hundreds of thousands
+    of objects) and modules took seconds that the whole run waited for at its end. Its
+    servers, Spark and browsers were stopped by their fixtures; processes it started that are
+    still alive see their pipe to it close."""
+    if hasattr(config, "workerinput"):
+        atexit.register(_leave_now)  # registered last, so it runs first of the exit handlers
+
+
+def _leave_now() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
