@@ -62,6 +62,26 @@ def make_traces(tracking_uri: str, experiment_id: str, n: int, prefix: str = "t"
     return ids
 
 
+def trace_calls(tracking_uri: str, experiment_id: str, app: Callable[[int], Any], n: int,
+                ending_in_error: type[BaseException] | tuple = ()) -> list[str]:
+    """Call the traced function ``app(i)`` for ``i < n`` and return the traces' ids, written
+    with the demo corpus's export (as ``make_traces``). A call raising ``ending_in_error``
+    leaves its trace in ERROR and the loop goes on."""
+    from agent.demo_app.corpus import tracing_to
+
+    ids = []
+    with tracing_to(tracking_uri):
+        mlflow.set_experiment(experiment_id=experiment_id)
+        for i in range(n):
+            try:
+                app(i)
+            except ending_in_error:
+                pass
+            ids.append(mlflow.get_last_active_trace_id())
+        mlflow.flush_trace_async_logging(terminate=True)
+    return ids
+
+
 def all_runs(client: MlflowClient, experiment_id: str):
     return client.search_runs([experiment_id], run_view_type=ViewType.ALL, max_results=1000)
 

@@ -12,9 +12,9 @@ import pytest
 from mlflow.entities import AssessmentSource, SpanType
 
 from agent.census_issues import census_issues
-from agent.demo_app.corpus import tracing_to
 from agent.toolkit import TraceToolkit
 from helpers.fixtures import copy_template
+from helpers.insights_helpers import trace_calls
 from insights import InsightsClient
 from insights.analytics import AnalyticsSession, compute_census
 from insights.analytics.errors import error_type_sql
@@ -77,16 +77,7 @@ def store(tmp_path_factory):
 def _build(tracking_uri, folder):
     exp = mlflow.create_experiment("census-issues",
                                    artifact_location=(folder / "artifacts").as_uri())
-    ids = []
-    with tracing_to(tracking_uri):  # the demo corpus's export: a fraction of the CPU
-        mlflow.set_experiment(experiment_id=exp)
-        for i in range(N):
-            try:
-                app(i)
-            except AuthError:
-                pass
-            ids.append(mlflow.get_last_active_trace_id())
-        mlflow.flush_trace_async_logging(terminate=True)
+    ids = trace_calls(tracking_uri, exp, app, N, ending_in_error=AuthError)
     human = AssessmentSource("HUMAN", "reviewer")
     for i, tid in enumerate(ids[:50]):  # correctness fails on 17 of 50 (34%)
         why = "invoice total is wrong" if i % 2 == 0 else "wrong customer"

@@ -15,6 +15,7 @@ import pytest
 from mlflow.entities import SpanType
 from typer.testing import CliRunner
 
+from helpers.insights_helpers import trace_calls
 from insights.analytics.scope import window_sql
 from tests.workflow.conftest import Store, offline_context, stream_unattended
 from workflows.analyze_experiment.window import WindowedClient, resolve
@@ -42,19 +43,8 @@ def rental_agent(i: int) -> str:
 def add_new_traces(store: Store, n: int = NEW_TRACES) -> list[str]:
     """Log ``n`` traces now (after every demo trace): a tool the demo never calls, failing
     with an error type the demo never raises on every other call (those traces end in ERROR)."""
-    from agent.demo_app.corpus import tracing_to
-
-    ids = []
-    with tracing_to(store.uri):  # the demo corpus's export: a fraction of the CPU
-        mlflow.set_experiment(experiment_id=store.experiment_id)
-        for i in range(n):
-            try:
-                rental_agent(i)
-            except QuotaExceededError:
-                pass
-            ids.append(mlflow.get_last_active_trace_id())
-        mlflow.flush_trace_async_logging(terminate=True)
-    return ids
+    return trace_calls(store.uri, store.experiment_id, rental_agent, n,
+                       ending_in_error=QuotaExceededError)
 
 
 def _cli(*args: str):
