@@ -114,7 +114,7 @@ def _charts(client, experiment_id: str, facts: dict[str, Any], out: Path) -> dic
         ax.set_xlabel(f"time (UTC, per {timeline.granularity})")
         fig.autofmt_xdate()
         ax.set_title("Traces and errors over time")
-        ax.legend(loc="upper left")  # "best" searches every bar for a free spot: slow
+        ax.legend(loc="upper left")  # "best" searches the plotted data for a free spot: slow
         charts["errors"] = f"{stem}-errors-over-time.png"
         fig.tight_layout()
         fig.savefig(charts["errors"], dpi=110)
