@@ -264,6 +264,7 @@ def _spark_file(path: str | Path) -> bool:
     return "spark" in Path(path).name
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """``--dist loadfile``, except that the files with "spark" in their name are one unit of
     work. Why: each worker that runs Spark tests starts a JVM and warms Spark's planner up
@@ -296,6 +297,7 @@ def _leave_now() -> None:
     os._exit(0)
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: one worker more than there are CPUs (``--maxprocesses`` still caps it).
     Why: workers spend part of their time waiting (on a server's answer, a subprocess, a fixture

@@ -48,8 +48,9 @@ DEFAULT_CODEGEN = {"spark.sql.codegen.wholeStage": "true",
 @contextlib.contextmanager
 def default_codegen(spark: Any) -> Iterator[None]:
     """Spark's default code generation for the duration of a block, on a live session (local or
-    Connect). Why: a query's cancellation is noticed between the rows a task pulls in, and the
-    time-limit tests must see how that works with the settings users run, not the tests' own."""
+    Connect). Why: a query's cancellation is noticed only when a task pulls in its next row or
+    batch, and the time-limit tests must see how that works with the settings users run, not
+    the tests' own."""
     previous = {key: spark.conf.get(key) for key in DEFAULT_CODEGEN}
     for key, value in DEFAULT_CODEGEN.items():
         spark.conf.set(key, value)
