@@ -84,7 +84,7 @@ def _no_leaked_active_experiment():
 
 
 @pytest.fixture()
-def experiment_id(tracking_uri: str, tmp_path: Path) -> str:
+def experiment_id(tracking_uri: str, tmp_path: Path) -> str:  # noqa: F811 (the fixture)
     return mlflow.MlflowClient(tracking_uri).create_experiment(
         "test-exp", artifact_location=(tmp_path / "artifacts").as_uri()
     )

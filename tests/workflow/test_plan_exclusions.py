@@ -10,8 +10,6 @@ the exclusion and the hypothesis was REJECTED as "explained by a stronger findin
 
 from __future__ import annotations
 
-import pytest
-
 from agent.frame import FAILING_VALUES, sql_list
 from agent.plans import Plan, run_plan
 from agent.toolkit import TraceToolkit
