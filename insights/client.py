@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from pydantic import ValidationError
 
@@ -104,10 +104,17 @@ class InsightsClient:
         path = compat.sqlite_store_path(self.tracking_uri)
         return path if os.path.isfile(path) else None
 
-    def _local_db(self):
-        """A read-only connection to a ``sqlite:///`` store's file, else None (use MLflow)."""
+    @contextlib.contextmanager
+    def _local_store(self) -> Iterator[Any]:
+        """A read-only connection to a ``sqlite:///`` store's file, closed on leaving; None
+        when the store is not one (use MLflow)."""
         path = self._local_db_path()
-        return compat.sqlite_read_only(path) if path is not None else None
+        conn = compat.sqlite_read_only(path) if path is not None else None
+        try:
+            yield conn
+        finally:
+            if conn is not None:
+                conn.close()
 
     def _analysis_artifact_uri(self, run_id: str) -> str:
         """The analysis run's artifact URI, checked (as runs.get_analysis_run checks it) to be
@@ -121,13 +128,10 @@ class InsightsClient:
         """(artifact URI, experiment id) of the analysis run, from the tables of a local SQLite
         store with ``_analysis_artifact_uri``'s checks and errors; None when the store is not
         one."""
-        conn = self._local_db()
-        if conn is None:
-            return None
-        try:
+        with self._local_store() as conn:
+            if conn is None:
+                return None
             found = compat.sqlite_run(conn, run_id, runs.TAG_TYPE)
-        finally:
-            conn.close()
         if found is None:
             raise NotFoundError(f"Analysis run '{run_id}' not found")
         stage, artifact_uri, kind, experiment_id = found
@@ -140,14 +144,11 @@ class InsightsClient:
 
     def _parent(self, experiment_id: str) -> tuple[str, str] | None:
         """(run id, artifact URI) of the experiment's canonical parent run, or None."""
-        conn = self._local_db()
-        if conn is None:
-            parent = runs.find_parent(self._client, experiment_id)
-            return (parent.info.run_id, parent.info.artifact_uri) if parent else None
-        try:
+        with self._local_store() as conn:
+            if conn is None:
+                parent = runs.find_parent(self._client, experiment_id)
+                return (parent.info.run_id, parent.info.artifact_uri) if parent else None
             found = compat.sqlite_parent_runs(conn, experiment_id, runs.TAG_TYPE, "parent")
-        finally:
-            conn.close()
         if not found:
             return None
         artifacts.remember_artifact_uri(self.tracking_uri, *found[0])
@@ -503,13 +504,10 @@ class InsightsClient:
         """The experiment's analysis runs as ``runs.search_analysis_runs`` finds them; read
         from the tables of a local SQLite store (their artifact URIs remembered, so their
         files are read in place)."""
-        conn = self._local_db()
-        if conn is None:
-            return runs.search_analysis_runs(self._client, experiment_id)
-        try:
+        with self._local_store() as conn:
+            if conn is None:
+                return runs.search_analysis_runs(self._client, experiment_id)
             found = compat.sqlite_tagged_runs(conn, experiment_id, runs.TAG_TYPE, "analysis")
-        finally:
-            conn.close()
         for info, _ in found:
             artifacts.remember_artifact_uri(self.tracking_uri, info["run_id"],
                                             info["artifact_uri"])
@@ -586,13 +584,10 @@ class InsightsClient:
 
     def _stored_traces(self, experiment_id: str, trace_ids: list[str]) -> set[str] | None:
         """Which traces are in the experiment, from a local store's tables; None elsewhere."""
-        conn = self._local_db()
-        if conn is None:
-            return None
-        try:
+        with self._local_store() as conn:
+            if conn is None:
+                return None
             return compat.sqlite_traces_in_experiment(conn, str(experiment_id), trace_ids)
-        finally:
-            conn.close()
 
     def _searched_missing(self, experiment_id: str, wanted: list[str]) -> list[str]:
         """The traces a search of the experiment does not find."""
@@ -798,12 +793,10 @@ class InsightsClient:
         return check_experiment_id(str(experiment_id))
 
     def _check_experiment(self, experiment_id: str) -> None:
-        conn = self._local_db()
-        if conn is not None:
-            try:
-                stage = compat.sqlite_experiment_stage(conn, experiment_id)
-            finally:
-                conn.close()
+        with self._local_store() as conn:
+            local = conn is not None
+            stage = compat.sqlite_experiment_stage(conn, experiment_id) if local else None
+        if local:
             if stage is None:
                 raise NotFoundError(f"Experiment '{experiment_id}' not found")
             if stage == "deleted":
@@ -858,12 +851,10 @@ class InsightsClient:
             self._check_experiment(experiment_id)
             parent = self._parent(experiment_id)
             return [parent[0]] if parent else []
-        conn = self._local_db()
-        if conn is not None:    # every experiment's parents, from the store's tables
-            try:
-                found = compat.sqlite_tagged_runs_everywhere(conn, runs.TAG_TYPE, "parent")
-            finally:
-                conn.close()
+        with self._local_store() as conn:  # every experiment's parents, from its tables
+            found = (compat.sqlite_tagged_runs_everywhere(conn, runs.TAG_TYPE, "parent")
+                     if conn is not None else None)
+        if found is not None:
             for run_id, artifact_uri in found:
                 artifacts.remember_artifact_uri(self.tracking_uri, run_id, artifact_uri)
             return [run_id for run_id, _ in found]
