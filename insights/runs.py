@@ -5,8 +5,9 @@ active-run state is never touched, so a caller's active run stays as it was.
 
 The parent is found by tag search. Two processes that create the first analysis at the same
 moment may each create a parent; whoever then sees more than one merges them into the oldest
-(children re-pointed, issues copied, the extra parent deleted), and every process re-checks
-its analysis's parent after creating it. The outcome is one parent holding every analysis.
+(children re-pointed, issues copied, the extra parent deleted), and every process that
+creates an analysis re-checks the whole hierarchy until it holds still
+(``ensure_under_canonical``). The outcome is one parent holding every analysis.
 """
 
 from __future__ import annotations
@@ -105,14 +106,48 @@ def _children(client, experiment_id: str, parent_id: str) -> list[Run]:
         )
 
 
-def ensure_under_canonical(client, experiment_id: str, run_id: str, parent_id: str) -> str:
-    """After creating a child, re-check the parent; re-point the child if it moved."""
-    parents = find_parents(client, experiment_id)
-    canonical = merge_parents(client, parents) if parents else parent_id
-    if canonical != parent_id:
-        with store_errors("re-pointing an analysis run"):
-            client.set_tag(run_id, MLFLOW_PARENT_RUN_ID, canonical)
+# how many times a process re-checks the hierarchy after creating an analysis run
+_SETTLE_ROUNDS = 5
+
+
+def ensure_under_canonical(client, experiment_id: str, parent_id: str) -> str:
+    """After creating a child under ``parent_id``, re-check until the hierarchy holds still:
+    merge any duplicate parents, then point every analysis run of the experiment that is not
+    under the canonical parent at it (the run just created, and any that another process
+    pointed at a parent being merged away). Return the canonical parent's id.
+
+    Why every run and a loop: a parent's start time is taken before it is stored, so a process
+    may not yet see the oldest parent and re-point runs to a younger one while the oldest's
+    creator merges that younger one away (tests/test_concurrency.py's race of four processes
+    left a run under a deleted parent in 2 of 30 tries). Each process ends with a check that found nothing to change,
+    and the last process to write anything ends after all writes."""
+    canonical = parent_id
+    for _ in range(_SETTLE_ROUNDS):
+        parents = find_parents(client, experiment_id)
+        settled = merge_parents(client, parents) if parents else canonical
+        moved = _adopt_strays(client, experiment_id, settled)
+        if settled == canonical and not moved:
+            break
+        canonical = settled
     return canonical
+
+
+def _adopt_strays(client, experiment_id: str, canonical: str) -> int:
+    """Point the experiment's active analysis runs that are not under ``canonical`` at it."""
+    from mlflow.entities import ViewType
+
+    with store_errors("searching runs"):
+        strays = client.search_runs(
+            [experiment_id],
+            filter_string=(f"tags.`{TAG_TYPE}` = 'analysis' AND "
+                           f"tags.`{MLFLOW_PARENT_RUN_ID}` != '{canonical}'"),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=_SEARCH_PAGE,
+        )
+    for run in strays:
+        with store_errors("re-pointing an analysis run"):
+            client.set_tag(run.info.run_id, MLFLOW_PARENT_RUN_ID, canonical)
+    return len(strays)
 
 
 def create_analysis_run(client, experiment_id: str, run_name: str, name: str, description: str,
@@ -131,7 +166,7 @@ def create_analysis_run(client, experiment_id: str, run_name: str, name: str, de
     }
     with store_errors("creating the analysis run"):
         run = client.create_run(experiment_id, tags=tags, run_name=run_name)
-    ensure_under_canonical(client, experiment_id, run.info.run_id, parent_id)
+    ensure_under_canonical(client, experiment_id, parent_id)
     return run.info.run_id
 
 

@@ -100,6 +100,26 @@ def test_racing_first_analyses_end_under_exactly_one_parent(store, tmp_path, mod
         assert sorted(i.source_run_id for i in issues) == run_ids
 
 
+def test_an_analysis_left_under_a_merged_away_parent_is_adopted_by_the_next_one(store):
+    """The end state of a lost race: an analysis re-pointed to a parent that another process
+    was merging away (deleted). Creating the next analysis puts it back under the canonical
+    parent, so no analysis stays where listings of the parent cannot see it."""
+    from insights import runs
+
+    uri, exp = store
+    mc, client = MlflowClient(uri), InsightsClient(uri)
+    first = client.create_analysis(exp, run_name="first")
+    merged_away = mc.create_run(exp, tags={runs.TAG_TYPE: "parent"}).info.run_id
+    mc.delete_run(merged_away)
+    mc.set_tag(first, runs.MLFLOW_PARENT_RUN_ID, merged_away)
+
+    second = client.create_analysis(exp, run_name="second")
+    parents = parent_runs(mc, exp)
+    assert len(parents) == 1
+    for run_id in (first, second):
+        assert mc.get_run(run_id).data.tags[runs.MLFLOW_PARENT_RUN_ID] == parents[0].info.run_id
+
+
 def _worker_traces(uri: str, exp: str) -> dict[str, str]:
     """A real trace for each (worker, update): evidence must cite traces that exist."""
     names = [f"tr-w{i}-u{k}" for i in range(WORKERS) for k in range(UPDATES)]
