@@ -82,9 +82,7 @@ def merge_parents(client, parents: list[Run]) -> str:
 
 def _merge_into(client, extra: Run, canonical: str) -> None:
     extra_id = extra.info.run_id
-    for child in _children(client, extra.info.experiment_id, extra_id):
-        with store_errors("re-pointing an analysis run"):
-            client.set_tag(child.info.run_id, MLFLOW_PARENT_RUN_ID, canonical)
+    _point_at(client, _children(client, extra.info.experiment_id, extra_id), canonical)
     for issue_id in journal.entity_ids(client, extra_id, "issue"):  # journaled or not
         journal.copy_entity(client, extra_id, canonical, "issue", issue_id)
     with store_errors("deleting a duplicate parent run"):
@@ -92,6 +90,13 @@ def _merge_into(client, extra: Run, canonical: str) -> None:
             client.delete_run(extra_id)
         except NotFoundError:
             pass  # another process merged it first
+
+
+def _point_at(client, children: list[Run], parent_id: str) -> None:
+    """Make ``parent_id`` the parent of each run in ``children``."""
+    for child in children:
+        with store_errors("re-pointing an analysis run"):
+            client.set_tag(child.info.run_id, MLFLOW_PARENT_RUN_ID, parent_id)
 
 
 def _children(client, experiment_id: str, parent_id: str) -> list[Run]:
@@ -119,8 +124,9 @@ def ensure_under_canonical(client, experiment_id: str, parent_id: str) -> str:
     Why every run and a loop: a parent's start time is taken before it is stored, so a process
     may not yet see the oldest parent and re-point runs to a younger one while the oldest's
     creator merges that younger one away (tests/test_concurrency.py's race of four processes
-    left a run under a deleted parent in 2 of 30 tries). Each process ends with a check that found nothing to change,
-    and the last process to write anything ends after all writes."""
+    left a run under a deleted parent in 2 of 30 tries). Unless its rounds run out, each
+    process ends with a check that found nothing to change, so the last process to write
+    anything checks after all writes."""
     canonical = parent_id
     for _ in range(_SETTLE_ROUNDS):
         parents = find_parents(client, experiment_id)
@@ -144,9 +150,7 @@ def _adopt_strays(client, experiment_id: str, canonical: str) -> int:
             run_view_type=ViewType.ACTIVE_ONLY,
             max_results=_SEARCH_PAGE,
         )
-    for run in strays:
-        with store_errors("re-pointing an analysis run"):
-            client.set_tag(run.info.run_id, MLFLOW_PARENT_RUN_ID, canonical)
+    _point_at(client, strays, canonical)
     return len(strays)
 
 
